@@ -1,0 +1,84 @@
+"""The ``gplan`` command line: what a user of the GSISR data wants without opening a notebook."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from .data import read_gsisr_csv
+from .metrics import aggregate, score_sample
+from .rule_filter import report_csv
+
+
+def _read_predictions(path: str | Path, gold_ids: Sequence[str]) -> list[str]:
+    outputs = []
+    with open(path, encoding="utf-8") as fh:
+        for line_no, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except ValueError as exc:
+                raise SystemExit(f"{path}:{line_no}: not a JSON object ({exc})")
+            if not isinstance(rec, dict) or not isinstance(rec.get("output"), str):
+                raise SystemExit(f"{path}:{line_no}: needs a string field 'output'")
+            k = len(outputs)
+            if k < len(gold_ids) and "id" in rec and str(rec["id"]) != gold_ids[k]:
+                raise SystemExit(f"{path}:{line_no}: id {rec['id']!r} but gold row {k} has id {gold_ids[k]!r}; "
+                                 "predictions must follow the gold file's order")
+            outputs.append(rec["output"])
+    if len(outputs) != len(gold_ids):
+        raise SystemExit(f"{path}: {len(outputs)} predictions for {len(gold_ids)} gold rows")
+    return outputs
+
+
+def score_report(pred_path: str | Path, gold_path: str | Path, seed: int = 0) -> dict[str, Any]:
+    """Acc@1, NDCG@3, NES and rule validity of a PRED.jsonl against a gold GSISR CSV."""
+    rows = read_gsisr_csv(gold_path).rows
+    outputs = _read_predictions(pred_path, [r.id for r in rows])
+    return aggregate([score_sample(o, r.plan) for o, r in zip(outputs, rows)], seed=seed).summary()
+
+
+def _print_table(summary: dict[str, Any]) -> None:
+    print(f"n = {summary['n']}")
+    for k, (lo, hi) in summary["ci95"].items():
+        print(f"{k:<9} {summary[k]:.4f}   95% CI [{lo:.4f}, {hi:.4f}]")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="gplan", description="GPlan reproduction tools")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("validate", help="run the rule filter (Sec. 3.2) over a GSISR CSV's labels")
+    p.add_argument("csv")
+    p.add_argument("--json", action="store_true", help="print the full report as JSON")
+    p = sub.add_parser("score", help="score PRED.jsonl (one {'id','output'} per gold row) against a GSISR CSV")
+    p.add_argument("--pred", required=True)
+    p.add_argument("--gold", required=True)
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    p.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+
+    if args.command == "validate":
+        report = report_csv(args.csv)
+        if args.json:
+            print(json.dumps(report, ensure_ascii=False, indent=1))
+        else:
+            print(f"{report['n_rows']} rows, {report['n_failed']} fail the filter")
+            for rule, n in report["by_rule"].items():
+                print(f"  {rule}: {n}")
+            for f in report["failures"][:20]:
+                v = f["violations"][0]
+                print(f"  row {f['row']} id={f['id']}: {v['tier']}/{v['rule']} {v['message']}")
+        return 0 if report["n_failed"] == 0 else 1
+    summary = score_report(args.pred, args.gold, seed=args.seed)
+    if args.json:
+        print(json.dumps(summary, indent=1))
+    else:
+        _print_table(summary)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

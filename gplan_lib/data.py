@@ -1,0 +1,201 @@
+"""The GSISR CSV format: 32 columns, UTF-8, standard CSV quoting, CRLF rows (as released).
+
+Rows keep their cells as strings so that reading and writing a file round-trips byte for byte;
+typed views (time, flags, the gold plan) are properties. A bad row raises ``RowError`` naming
+the row id, the column and the rule, or, with ``errors="collect"``, is reported with its reasons
+and left out of the returned rows - never dropped silently.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import os
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Iterable, Literal
+
+from .intents import Plan
+from .parsing import parse_output
+
+PROFILE_COLUMNS = tuple(f"profile_feat_{i}" for i in range(1, 15))
+TRIGGER_COLUMNS = tuple(f"trigger_{i}" for i in range(1, 8))
+COLUMNS: tuple[str, ...] = (
+    "id", *PROFILE_COLUMNS, "short_term_behavior_seq", "long_term_behavior", "currenttime",
+    "holidayflag", "weekendflag", "current_poi_name", "current_tag", "current_city",
+    "current_district", *TRIGGER_COLUMNS, "raw_labels",
+)
+TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+ORDER_TYPES = ("酒店", "加油", "充电桩", "门票", "其他")
+
+
+def _int_in(lo: int, hi: int, optional: bool = True):
+    def check(v: str) -> str | None:
+        if v == "" and optional:
+            return None
+        if not v.lstrip("-").isdigit() or not lo <= int(v) <= hi:
+            return f"must be an integer in [{lo}, {hi}]" + (" or empty" if optional else "")
+        return None
+    return check
+
+
+def _time(optional: bool):
+    def check(v: str) -> str | None:
+        if v == "" and optional:
+            return None
+        try:
+            datetime.strptime(v, TIME_FORMAT)
+        except ValueError:
+            return f"must be a time 'YYYY-MM-DD HH:MM:SS'" + (" or empty" if optional else "")
+        return None
+    return check
+
+
+def _nonempty(v: str) -> str | None:
+    return None if v.strip() else "must not be empty"
+
+
+def _label(v: str) -> str | None:
+    parsed = parse_output(v)
+    if parsed.status != "parsed":
+        return f"label JSON does not parse ({parsed.problem})"
+    if parsed.non_objects:
+        return "label JSON must be an array of objects"
+    return None
+
+
+#: Type rules per column (columns not listed are free text).
+CHECKS = {
+    "id": _nonempty,
+    "profile_feat_1": _int_in(0, 1), "profile_feat_3": _int_in(0, 1), "profile_feat_4": _int_in(0, 1),
+    "profile_feat_10": _int_in(0, 1), "profile_feat_2": _int_in(1, 10), "profile_feat_11": _int_in(1, 4),
+    "currenttime": _time(optional=False), "holidayflag": _int_in(0, 1, optional=False),
+    "weekendflag": _int_in(0, 1, optional=False),
+    "trigger_1": lambda v: None if v in ORDER_TYPES else f"must be one of {ORDER_TYPES}",
+    "trigger_5": _time(optional=True), "trigger_6": _time(optional=True), "trigger_7": _time(optional=True),
+    "raw_labels": _label,
+}
+
+
+class RowError(ValueError):
+    """A row that breaks the format: names the row (id and 0-based data-row index), column and rule."""
+
+    def __init__(self, row_index: int, row_id: str, column: str, problem: str):
+        self.row_index, self.row_id, self.column, self.problem = row_index, row_id, column, problem
+        super().__init__(f"row {row_index} (id={row_id!r}), column {column!r}: {problem}")
+
+
+@dataclass
+class GsisrRow:
+    """One GSISR sample; ``cells`` maps every column to its raw string."""
+
+    cells: dict[str, str]
+
+    def __getitem__(self, column: str) -> str:
+        return self.cells[column]
+
+    @property
+    def id(self) -> str:
+        return self.cells["id"]
+
+    @property
+    def time(self) -> datetime:
+        return datetime.strptime(self.cells["currenttime"], TIME_FORMAT)
+
+    @property
+    def plan(self) -> Plan:
+        """The gold intent sequence from ``raw_labels`` (any reasoning prefix removed)."""
+        return parse_output(self.cells["raw_labels"]).plan
+
+    @property
+    def thought(self) -> str | None:
+        """The inner text of the label's <THOUGHT> block, if the label carries one."""
+        return parse_output(self.cells["raw_labels"]).thought
+
+    def replace(self, **cells: str) -> "GsisrRow":
+        """A copy with some cells changed (used for counterfactual contexts)."""
+        unknown = set(cells) - set(COLUMNS)
+        if unknown:
+            raise KeyError(f"unknown GSISR columns: {sorted(unknown)}")
+        return GsisrRow({**self.cells, **cells})
+
+
+def validate_cells(cells: dict[str, str], row_index: int) -> list[RowError]:
+    """Every type-rule failure of one row's cells."""
+    row_id = cells.get("id", "")
+    errs = [RowError(row_index, row_id, c, "column is missing") for c in COLUMNS if c not in cells]
+    for col, check in CHECKS.items():
+        if col in cells and (problem := check(cells[col])):
+            errs.append(RowError(row_index, row_id, col, f"{problem}; got {cells[col][:60]!r}"))
+    return errs
+
+
+@dataclass
+class LoadReport:
+    """Rows that loaded, and the errors of those that did not (``errors="collect"``)."""
+
+    rows: list[GsisrRow]
+    errors: list[RowError] = field(default_factory=list)
+    indices: list[int] = field(default_factory=list)  # data-row index of each loaded row
+
+    @property
+    def n_read(self) -> int:
+        """Data rows in the file, loaded or not."""
+        return len(self.rows) + len({e.row_index for e in self.errors})
+
+
+def read_gsisr_csv(path: str | os.PathLike, errors: Literal["raise", "collect"] = "raise") -> LoadReport:
+    """Read a GSISR CSV. ``errors="raise"`` stops at the first bad row with a ``RowError``."""
+    with open(path, encoding="utf-8", newline="") as fh:
+        reader = csv.reader(fh)
+        header = next(reader, None)
+        if header is None:
+            raise ValueError(f"{path}: empty file, expected the header {','.join(COLUMNS)}")
+        missing, extra = [c for c in COLUMNS if c not in header], [c for c in header if c not in COLUMNS]
+        if missing or extra or len(header) != len(COLUMNS):
+            raise ValueError(f"{path}: header must hold the {len(COLUMNS)} GSISR columns; "
+                             f"missing {missing}, unexpected {extra}, {len(header)} given")
+        report = LoadReport([])
+        for idx, values in enumerate(reader):
+            if len(values) != len(header):
+                problem = f"has {len(values)} cells, the header has {len(header)}"
+                errs = [RowError(idx, values[0] if values else "", "*", problem)]
+            else:
+                cells = dict(zip(header, values))
+                errs = validate_cells(cells, idx)
+            if errs and errors == "raise":
+                raise errs[0]
+            report.errors += errs
+            if not errs:
+                report.rows.append(GsisrRow({c: cells[c] for c in COLUMNS}))
+                report.indices.append(idx)
+    return report
+
+
+def load_rows(path: str | os.PathLike) -> list[GsisrRow]:
+    """Read a GSISR CSV, raising on the first bad row."""
+    return read_gsisr_csv(path).rows
+
+
+def to_csv_text(rows: Iterable[GsisrRow]) -> str:
+    """The CSV text of ``rows`` in the released layout (header, minimal quoting, CRLF)."""
+    buf = io.StringIO(newline="")
+    writer = csv.writer(buf)
+    writer.writerow(COLUMNS)
+    for i, row in enumerate(rows):
+        errs = validate_cells(row.cells, i)
+        if errs:
+            raise errs[0]
+        writer.writerow([row.cells[c] for c in COLUMNS])
+    return buf.getvalue()
+
+
+def write_gsisr_csv(rows: Iterable[GsisrRow], path: str | os.PathLike, overwrite: bool = False) -> Path:
+    """Write rows as a GSISR CSV; refuses to replace an existing file unless ``overwrite``."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
+    text = to_csv_text(rows)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(text.encode("utf-8"))
+    return path

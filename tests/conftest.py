@@ -1,0 +1,19 @@
+"""Shared fixtures. Tests that need the released rows skip cleanly when ../shared is absent."""
+from __future__ import annotations
+
+import pytest
+
+from gplan_lib.data import GsisrRow, load_rows
+from gplan_lib.paths import SHARED_CALIBRATION
+
+
+@pytest.fixture(scope="session")
+def calibration_path():
+    if not SHARED_CALIBRATION.is_file():
+        pytest.skip("../shared/gsisr/calibration.csv is not present (a user's fresh clone)")
+    return SHARED_CALIBRATION
+
+
+@pytest.fixture(scope="session")
+def calibration_rows(calibration_path) -> list[GsisrRow]:
+    return load_rows(calibration_path)

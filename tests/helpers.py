@@ -1,0 +1,25 @@
+"""Small synthetic rows and plans for tests (never released rows)."""
+from __future__ import annotations
+
+from gplan_lib.data import COLUMNS, GsisrRow
+
+PLAN_OK = ('[{"工具名称":"tool_1","起始位置":"当前位置","终点位置":"订单目的地"},{"工具名称":"tool_8"},'
+           '{"工具名称":"tool_5","起始位置":"订单目的地","空间范围":"附近","tag":"美食"},{"工具名称":"tool_9"}]')
+
+
+def make_row(**cells: str) -> GsisrRow:
+    """A small valid synthetic row (never a released one), with some cells overridden."""
+    base = dict.fromkeys(COLUMNS, "")
+    base.update({
+        "id": "u1", "profile_feat_1": "1", "profile_feat_2": "5", "profile_feat_5": "杭州市",
+        "profile_feat_6": "p_1", "profile_feat_7": "杭州市西湖区",
+        "short_term_behavior_seq": "在2月1日周日9点act_1了位于本地公园的p_2, 在2月2日周一10点act_7了位于异地行中高铁站的p_3",
+        "long_term_behavior": "公园的p_2act_8了5次 , 商场的p_4act_8了3次",
+        "currenttime": "2026-03-01 18:30:00", "holidayflag": "0", "weekendflag": "1",
+        "current_poi_name": "p_5", "current_tag": "高铁站", "current_city": "上海市", "current_district": "徐汇区",
+        "trigger_1": "酒店", "trigger_2": "上海市", "trigger_3": "黄浦区", "trigger_4": "p_6",
+        "trigger_6": "2026-03-01 00:00:00", "trigger_7": "2026-03-02 00:00:00",
+        "raw_labels": PLAN_OK,
+    })
+    base.update(cells)
+    return GsisrRow(base)

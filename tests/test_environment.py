@@ -1,0 +1,37 @@
+"""The pinned environment: requirements.txt, the pyproject extras and environment.yml agree."""
+from __future__ import annotations
+
+import re
+import tomllib
+
+import yaml
+
+from gplan_lib.paths import REPO
+
+PIN = re.compile(r"^([A-Za-z0-9_.\-]+)==([^\s;]+)$")
+
+
+def _pins(lines):
+    pins = {}
+    for line in lines:
+        line = line.split("#", 1)[0].strip()
+        if not line or line.startswith("-e"):
+            continue
+        m = PIN.match(line)
+        assert m, f"not an exact pin: {line!r}"
+        pins[m.group(1).lower()] = m.group(2)
+    return pins
+
+
+def test_environment_yml_matches_requirements_and_extras():
+    req = _pins((REPO / "requirements.txt").read_text().splitlines())
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    expected = {**req, **_pins(x for group in extras.values() for x in group)}
+    env = yaml.safe_load((REPO / "environment.yml").read_text())
+    pip_section = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    assert _pins(pip_section) == expected
+    assert "python=3.11" in env["dependencies"]
+
+
+def test_torch_is_pinned_to_the_cpu_wheel_version():
+    assert _pins((REPO / "requirements.txt").read_text().splitlines())["torch"] == "2.13.0"
