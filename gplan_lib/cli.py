@@ -9,7 +9,10 @@ from typing import Any, Sequence
 
 from .data import read_gsisr_csv
 from .metrics import aggregate, score_sample
+from .planners import planner, predict, write_predictions
+from .rationalize import rationalize_csv
 from .rule_filter import report_csv
+from .synth import SynthConfig, synthesize
 
 
 def _read_predictions(path: str | Path, gold_ids: Sequence[str]) -> list[str]:
@@ -58,7 +61,42 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--gold", required=True)
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     p.add_argument("--json", action="store_true")
+    p = sub.add_parser("synth", help="synthesise a dataset (world, teacher, filter, pairs, seeds, manifest)")
+    p.add_argument("--n", type=int, required=True, help="accepted samples, train + test")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--test-size", type=int, default=None, help="default: 1%% of n, at least 1")
+    p.add_argument("--pair-anchors", type=int, default=None, help="default: 10%% of the train rows")
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--out", required=True)
+    p.add_argument("--overwrite", action="store_true")
+    p = sub.add_parser("predict", help="write PRED.jsonl for a GSISR CSV with a planner or model")
+    p.add_argument("--model", required=True, help="teacher | three-rule | majority")
+    p.add_argument("--data", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--train", help="training CSV (for --model majority)")
+    p.add_argument("--overwrite", action="store_true")
+    p = sub.add_parser("rationalize", help="add structured reasoning to JSON-only labels")
+    p.add_argument("src")
+    p.add_argument("dst")
+    p.add_argument("--overwrite", action="store_true")
     args = parser.parse_args(argv)
+
+    if args.command == "synth":
+        test_size = args.test_size if args.test_size is not None else max(1, args.n // 100)
+        anchors = args.pair_anchors if args.pair_anchors is not None else (args.n - test_size) // 10
+        cfg = SynthConfig(n=args.n, seed=args.seed, test_size=test_size, pair_anchors=anchors, workers=args.workers)
+        manifest = synthesize(cfg, args.out, overwrite=args.overwrite)
+        print(json.dumps(manifest["counts"], ensure_ascii=False))
+        return 0
+    if args.command == "predict":
+        rows = read_gsisr_csv(args.data).rows
+        records = predict(planner(args.model, args.train), rows)
+        write_predictions(records, args.out, overwrite=args.overwrite)
+        print(f"wrote {len(records)} predictions to {args.out}")
+        return 0
+    if args.command == "rationalize":
+        print(json.dumps(rationalize_csv(args.src, args.dst, overwrite=args.overwrite)))
+        return 0
 
     if args.command == "validate":
         report = report_csv(args.csv)

@@ -1,0 +1,52 @@
+"""Planners reachable through ``gplan predict``: the teacher and the two floors now; trained
+students (notebook 02 on) plug in here with the same interface, ``plan(row) -> Plan`` or
+``generate(rows) -> outputs``."""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Protocol, Sequence
+
+from tqdm.auto import tqdm
+
+from .data import GsisrRow, load_rows
+from .floors import MajorityPlan, ThreeRulePlan
+from .intents import Plan, dumps_plan
+from .teacher import ExpertTeacher
+
+
+class Planner(Protocol):
+    def plan(self, row: GsisrRow) -> Plan: ...
+
+
+def planner(name: str, train_csv: str | Path | None = None) -> Planner:
+    """``teacher`` | ``three-rule`` | ``majority`` (majority needs the training CSV it is fitted on)."""
+    if name == "teacher":
+        return ExpertTeacher()
+    if name == "three-rule":
+        return ThreeRulePlan()
+    if name == "majority":
+        if train_csv is None:
+            raise ValueError("the majority plan is fitted on training rows: pass --train CSV")
+        return MajorityPlan([r.plan for r in load_rows(train_csv)])
+    raise ValueError(f"unknown planner {name!r}; choose teacher, three-rule or majority")
+
+
+def predict(p: Planner, rows: Sequence[GsisrRow]) -> list[dict]:
+    """PRED.jsonl records (id, output, latency_ms) for ``rows`` in order."""
+    records = []
+    for row in tqdm(rows, desc="predict"):
+        t = time.perf_counter()
+        output = dumps_plan(p.plan(row))
+        records.append({"id": row.id, "output": output, "latency_ms": (time.perf_counter() - t) * 1000})
+    return records
+
+
+def write_predictions(records: Sequence[dict], path: str | Path, overwrite: bool = False) -> Path:
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} exists; pass --overwrite to replace it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+    return path

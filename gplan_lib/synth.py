@@ -1,0 +1,177 @@
+"""The human-in-the-loop synthesis pipeline of paper Sec. 3.2, offline.
+
+World rows -> teacher candidates (a share of them with LLM-like mistakes) -> the rule filter ->
+train/test split -> counterfactual pairs (Sec. 4.2.1) -> files with a manifest. The seed set of
+expert triplets (teacher at temperature 0 on separate contexts) is written beside them for the
+review panel and for the LLM teacher's few-shot prompts. Same config -> byte-identical files.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+from tqdm.auto import tqdm
+
+from .counterfactual import make_pairs
+from .data import GsisrRow, write_gsisr_csv
+from .noisy_teacher import MISTAKES, corrupt
+from .parsing import parse_output
+from .rule_filter import check_output
+from .teacher import ExpertTeacher
+from .world import simulate_row
+
+SEED_INDEX_OFFSET = 50_000_000
+EXECUTION_ONLY = ("workers", "chunk")  # settings that do not change a single byte of the data  # seed contexts come from another index range than the dataset
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    """Everything that determines a synthetic dataset."""
+
+    n: int = 2000                # accepted samples (train + test)
+    seed: int = 0
+    test_size: int = 200
+    noise_rate: float = 0.289    # share of candidates with an LLM-like mistake (the paper removes 28.9%)
+    temperature: float = 1.0     # teacher variation
+    pair_anchors: int = 500      # train anchors tried for counterfactual pairs (test: test_size // 2)
+    n_seeds: int = 100
+    workers: int = 2             # processes; the files do not depend on it
+    chunk: int = 2000            # candidates per job; the files do not depend on it
+
+    def __post_init__(self):
+        if self.n <= self.test_size or self.test_size < 0:
+            raise ValueError(f"need n > test_size >= 0, got n={self.n}, test_size={self.test_size}")
+        if not 0 <= self.noise_rate < 1:
+            raise ValueError("noise_rate must be in [0, 1)")
+
+
+@dataclass
+class Candidate:
+    index: int
+    cells: dict[str, str]
+    mistake: str | None
+    violations: list[tuple[str, str]]
+
+
+def _candidates(args: tuple[SynthConfig, int, int]) -> list[Candidate]:
+    cfg, start, stop = args
+    teacher, out = ExpertTeacher(cfg.temperature), []
+    for i in range(start, stop):
+        row = simulate_row(cfg.seed, i)
+        rng = random.Random((cfg.seed + 1) * 7_919_993 + i)
+        demo = teacher.demonstrate(row, rng)
+        label, mistake = corrupt(demo, rng) if rng.random() < cfg.noise_rate else (demo.label(), None)
+        out.append(Candidate(i, row.replace(raw_labels=label).cells, mistake,
+                             [(v.tier, v.rule) for v in check_output(label)]))
+    return out
+
+
+def _pairs(args: tuple[int, list[dict[str, str]]]) -> list[dict[str, Any]]:
+    seed, rows = args
+    teacher = ExpertTeacher()
+    return [p.as_record() for cells in rows
+            for p in make_pairs(GsisrRow(cells), random.Random(seed * 104_729 + int(cells["id"])), teacher)]
+
+
+def _parallel(fn: Callable, jobs: Sequence, workers: int, desc: str) -> Iterable:
+    """Results of ``fn`` over ``jobs`` in job order (processes when workers > 1)."""
+    if workers <= 1:
+        yield from tqdm(map(fn, jobs), total=len(jobs), desc=desc)
+        return
+    with ProcessPoolExecutor(workers) as pool:
+        yield from tqdm(pool.map(fn, jobs), total=len(jobs), desc=desc)
+
+
+def seed_set(cfg: SynthConfig) -> list[dict[str, Any]]:
+    """Expert triplets (context row, reasoning, plan) from the teacher at temperature 0."""
+    teacher, seeds = ExpertTeacher(), []
+    for i in range(cfg.n_seeds):
+        row = simulate_row(cfg.seed, SEED_INDEX_OFFSET + i)
+        demo = teacher.demonstrate(row)
+        seeds.append({"id": row.id, "row": row.cells, "reasoning": demo.reasoning(), "plan": demo.plan})
+    return seeds
+
+
+def _write_jsonl(path: Path, records: Iterable[dict]) -> None:
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def synthesize(cfg: SynthConfig, out_dir: str | Path, overwrite: bool = False) -> dict[str, Any]:
+    """Build the dataset into ``out_dir``; returns the manifest (also written as manifest.json)."""
+    out = Path(out_dir)
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise FileExistsError(f"{out} is not empty; pass overwrite=True (--overwrite) to replace its files")
+    out.mkdir(parents=True, exist_ok=True)
+
+    accepted: list[Candidate] = []
+    report = {"candidates": 0, "rejected": 0, "by_rule": Counter(), "by_tier": Counter(),
+              "injected": Counter(), "caught": Counter(), "clean_rejected": 0, "mistakes_passed": 0}
+    start = 0
+    while len(accepted) < cfg.n:
+        need = cfg.n - len(accepted)
+        span = max(cfg.chunk, int(need / (1 - cfg.noise_rate) * 1.05) + 1)
+        jobs = [(cfg, s, min(s + cfg.chunk, start + span)) for s in range(start, start + span, cfg.chunk)]
+        for chunk in _parallel(_candidates, jobs, cfg.workers, "candidates"):
+            for c in chunk:
+                if len(accepted) == cfg.n:
+                    break
+                report["candidates"] += 1
+                if c.mistake:
+                    report["injected"][c.mistake] += 1
+                    report["caught"][c.mistake] += any(rule == MISTAKES[c.mistake][2] for _, rule in c.violations)
+                report["clean_rejected"] += bool(c.violations) and not c.mistake
+                report["mistakes_passed"] += bool(c.mistake) and not c.violations
+                if c.violations:
+                    report["rejected"] += 1
+                    report["by_rule"].update(f"{t}/{r}" for t, r in set(c.violations))
+                    report["by_tier"].update({t for t, _ in c.violations})
+                else:
+                    accepted.append(c)
+        start += span
+
+    order = list(range(len(accepted)))
+    random.Random(cfg.seed).shuffle(order)
+    test_idx = set(order[: cfg.test_size])
+    train = [GsisrRow(accepted[i].cells) for i in range(len(accepted)) if i not in test_idx]
+    test = [GsisrRow(accepted[i].cells) for i in sorted(test_idx)]
+
+    anchor_sets = {"pairs_train.jsonl": train[: cfg.pair_anchors], "pairs_test.jsonl": test[: cfg.test_size // 2]}
+    pair_counts = {}
+    for name, anchors in anchor_sets.items():
+        jobs = [(cfg.seed, [r.cells for r in anchors[s:s + 500]]) for s in range(0, len(anchors), 500)]
+        records = [rec for chunk in _parallel(_pairs, jobs, cfg.workers, name) for rec in chunk]
+        _write_jsonl(out / name, records)
+        pair_counts[name] = {"anchors": len(anchors), "records": len(records),
+                             "by_perturbation": dict(Counter(r["perturbation"] for r in records[::2]))}
+
+    write_gsisr_csv(train, out / "train.csv", overwrite=True)
+    write_gsisr_csv(test, out / "test.csv", overwrite=True)
+    _write_jsonl(out / "seeds.jsonl", seed_set(cfg))
+    filter_report = {
+        "candidates": report["candidates"], "rejected": report["rejected"],
+        "rejection_rate": report["rejected"] / report["candidates"],
+        "by_tier": dict(sorted(report["by_tier"].items())), "by_rule": dict(sorted(report["by_rule"].items())),
+        "injected": dict(sorted(report["injected"].items())), "caught": dict(sorted(report["caught"].items())),
+        "clean_candidates_rejected": report["clean_rejected"], "mistakes_that_passed": report["mistakes_passed"],
+    }
+    (out / "filter_report.json").write_text(json.dumps(filter_report, ensure_ascii=False, indent=1), encoding="utf-8")
+    files = ["train.csv", "test.csv", "pairs_train.jsonl", "pairs_test.jsonl", "seeds.jsonl", "filter_report.json"]
+    manifest = {
+        "generator": "gplan_lib.synth (offline expert teacher, simulated world)",
+        "config": {k: v for k, v in asdict(cfg).items() if k not in EXECUTION_ONLY},
+        "counts": {"train": len(train), "test": len(test), "seeds": cfg.n_seeds, **pair_counts,
+                   "mean_plan_length": sum(len(parse_output(r["raw_labels"]).plan) for r in train) / len(train)},
+        "sha256": {f: sha256(out / f) for f in files},
+    }
+    (out / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=1), encoding="utf-8")
+    return manifest
