@@ -1,35 +1,49 @@
 """Named scales and where each run writes. Notebooks read ``scale`` from their papermill
-``parameters`` cell (default: $GPLAN_SCALE, else ``cpu``); nothing else is edited by hand."""
+``parameters`` cell (default: $GPLAN_SCALE, else ``cpu``; the test command sets ``ci``); sizes and hyperparameters live in
+configs/scales.yaml, never in notebook code."""
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
+from typing import Any
 
-from .paths import FIGURES, RESULTS
+import yaml
 
-#: ci: seconds, for the test command; cpu: the default run on 2 cores; full-*: GPUs, Qwen3 backbones.
-SCALES = ("ci", "cpu", "full-1.7b", "full-4b")
+from .paths import DATA, FIGURES, REPO, RESULTS
+
+SCALES_FILE = REPO / "configs" / "scales.yaml"
 
 
-def default_scale() -> str:
-    """$GPLAN_SCALE if set (the test command sets ``ci``), else ``cpu``."""
-    return os.environ.get("GPLAN_SCALE", "cpu")
+@cache
+def _scales() -> dict[str, dict[str, Any]]:
+    return yaml.safe_load(SCALES_FILE.read_text(encoding="utf-8"))
+
+
+def scale_names() -> tuple[str, ...]:
+    return tuple(_scales())
+
+
+def load_scale(scale: str) -> dict[str, Any]:
+    """The configuration of a named scale (an unknown name is an error listing the known ones)."""
+    if scale not in _scales():
+        raise ValueError(f"unknown scale {scale!r}; choose one of {scale_names()}")
+    return _scales()[scale]
 
 
 @dataclass(frozen=True)
 class RunDirs:
-    """Output folders of one scale: results/<scale>/ and figures/<scale>/."""
+    """Output folders of one scale: results/<scale>/, figures/<scale>/ and data/synth/<scale>/."""
 
     results: Path
     figures: Path
+    data: Path
 
 
 def run_dirs(scale: str) -> RunDirs:
-    """Create and return the output folders of ``scale`` (an unknown name is an error)."""
-    if scale not in SCALES:
-        raise ValueError(f"unknown scale {scale!r}; choose one of {SCALES}")
-    dirs = RunDirs(RESULTS / scale, FIGURES / scale)
-    dirs.results.mkdir(parents=True, exist_ok=True)
-    dirs.figures.mkdir(parents=True, exist_ok=True)
+    """Create and return the output folders of ``scale``."""
+    load_scale(scale)
+    dirs = RunDirs(RESULTS / scale, FIGURES / scale, DATA / "synth" / scale)
+    for d in (dirs.results, dirs.figures, dirs.data):
+        d.mkdir(parents=True, exist_ok=True)
     return dirs

@@ -117,3 +117,9 @@ def aggregate(per_sample: Sequence[Mapping[str, float]], seed: int = 0, n_boot: 
 def score_outputs(outputs: Iterable[str], golds: Iterable[Sequence[Mapping]], seed: int = 0) -> Scores:
     """Score raw model outputs against gold plans, pairwise and in order."""
     return aggregate([score_sample(o, g) for o, g in zip(outputs, golds, strict=True)], seed=seed)
+
+
+def table(scores: Mapping[str, Scores], keys: Sequence[str] = (*METRICS, "validity")) -> list[dict[str, Any]]:
+    """One row per model: each metric as ``mean [lo, hi]`` (for display with pandas)."""
+    return [{"model": name, "n": sc.n, **{k: f"{sc.means[k]:.3f} [{sc.ci[k][0]:.3f}, {sc.ci[k][1]:.3f}]" for k in keys}}
+            for name, sc in scores.items()]

@@ -79,3 +79,26 @@ def plot_distributions(sets: Mapping[str, Sequence[Plan]], path: str | Path | No
     if path is not None:
         fig.savefig(path, dpi=110)
     return fig
+
+
+def _tvd(p: Counter, q: Counter) -> float:
+    """Total variation distance between two count distributions."""
+    keys = set(p) | set(q)
+    tp, tq = sum(p.values()) or 1, sum(q.values()) or 1
+    return 0.5 * sum(abs(p.get(k, 0) / tp - q.get(k, 0) / tq) for k in keys)
+
+
+def distribution_gaps(reference: Sequence[Plan], other: Sequence[Plan], top: int = 3) -> dict[str, object]:
+    """How far ``other``'s plans are from ``reference``'s: total variation distance per view, and
+    the categories with the largest share differences (other minus reference)."""
+    views = {"plan length": plan_lengths, "first intent": first_intents, "parameter values": param_values}
+    out: dict[str, object] = {}
+    for name, fn in views.items():
+        p, q = fn(reference), fn(other)
+        tp, tq = sum(p.values()) or 1, sum(q.values()) or 1
+        diffs = sorted(((q.get(k, 0) / tq - p.get(k, 0) / tp, k) for k in set(p) | set(q)),
+                       key=lambda x: -abs(x[0]))[:top]
+        out[name] = {"tvd": round(_tvd(p, q), 4), "largest": [(str(k), round(d, 4)) for d, k in diffs]}
+    m_ref, m_oth = tools_by_position(reference), tools_by_position(other)
+    out["tools by position"] = {"mean tvd over positions": round(float(0.5 * np.abs(m_ref - m_oth).sum(0).mean()), 4)}
+    return out

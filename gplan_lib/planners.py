@@ -13,6 +13,7 @@ from tqdm.auto import tqdm
 from .data import GsisrRow, load_rows
 from .floors import MajorityPlan, ThreeRulePlan
 from .intents import Plan, dumps_plan
+from .metrics import Scores, score_outputs
 from .teacher import ExpertTeacher
 
 
@@ -50,3 +51,8 @@ def write_predictions(records: Sequence[dict], path: str | Path, overwrite: bool
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
     return path
+
+
+def score_planner(p: Planner, rows: Sequence[GsisrRow], seed: int = 0) -> Scores:
+    """Acc@1, NDCG@3, NES and validity of a planner's plans on labelled rows."""
+    return score_outputs([dumps_plan(p.plan(r)) for r in rows], [r.plan for r in rows], seed=seed)

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
+import matplotlib.pyplot as plt
 from tqdm.auto import tqdm
 
 from .counterfactual import make_pairs
@@ -168,10 +169,52 @@ def synthesize(cfg: SynthConfig, out_dir: str | Path, overwrite: bool = False) -
     files = ["train.csv", "test.csv", "pairs_train.jsonl", "pairs_test.jsonl", "seeds.jsonl", "filter_report.json"]
     manifest = {
         "generator": "gplan_lib.synth (offline expert teacher, simulated world)",
-        "config": {k: v for k, v in asdict(cfg).items() if k not in EXECUTION_ONLY},
+        "config": recorded_config(cfg),
         "counts": {"train": len(train), "test": len(test), "seeds": cfg.n_seeds, **pair_counts,
                    "mean_plan_length": sum(len(parse_output(r["raw_labels"]).plan) for r in train) / len(train)},
         "sha256": {f: sha256(out / f) for f in files},
     }
     (out / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=1), encoding="utf-8")
     return manifest
+
+
+def recorded_config(cfg: SynthConfig) -> dict[str, Any]:
+    """The part of a config that determines the files (what the manifest records)."""
+    return {k: v for k, v in asdict(cfg).items() if k not in EXECUTION_ONLY}
+
+
+def ensure_dataset(cfg: SynthConfig, out_dir: str | Path, overwrite: bool = False) -> dict[str, Any]:
+    """Reuse the dataset in ``out_dir`` when its manifest records this config and its files match
+    their hashes; otherwise build it (replacing a different dataset only with ``overwrite``)."""
+    out = Path(out_dir)
+    manifest_path = out / "manifest.json"
+    if manifest_path.is_file():
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        intact = all((out / f).is_file() and sha256(out / f) == h for f, h in manifest["sha256"].items())
+        if manifest["config"] == recorded_config(cfg) and intact:
+            return manifest
+        if not overwrite:
+            raise FileExistsError(f"{out} holds a different or modified dataset; pass overwrite=True to rebuild it")
+    return synthesize(cfg, out, overwrite=True if manifest_path.is_file() else overwrite)
+
+
+def plot_rejections(report: dict[str, Any], path: str | Path | None = None) -> plt.Figure:
+    """Rejected candidates by rule (coloured by tier), and injected mistakes vs caught."""
+    fig, (a, b) = plt.subplots(1, 2, figsize=(13, 4))
+    rules = list(report["by_rule"])
+    colours = {"format": "tab:blue", "schema": "tab:orange", "logic": "tab:green"}
+    a.barh(rules, [report["by_rule"][r] / report["candidates"] for r in rules],
+           color=[colours[r.split("/")[0]] for r in rules])
+    a.set_xlabel("share of candidates failing the rule")
+    a.set_title(f"rule filter: {report['rejection_rate']:.1%} of {report['candidates']} candidates rejected")
+    names = list(report["injected"])
+    y = range(len(names))
+    b.barh([i + 0.2 for i in y], [report["injected"][n] for n in names], 0.4, label="injected")
+    b.barh([i - 0.2 for i in y], [report["caught"][n] for n in names], 0.4, label="caught by its rule")
+    b.set_yticks(list(y), names)
+    b.set_title("noisy-teacher mistakes")
+    b.legend()
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=110)
+    return fig
