@@ -9,7 +9,7 @@ BIN     = $(VENV)/bin
 NOTEBOOKS = $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: run test setup clean-runs
+.PHONY: run test setup bench clean-runs
 
 setup: $(VENV)/.installed
 
@@ -27,6 +27,9 @@ run: setup
 
 test: setup
 	GPLAN_SCALE=ci $(BIN)/python -m pytest --nbval-lax tests $(NOTEBOOKS)
+
+bench: setup
+	$(BIN)/python benchmarks/synth_throughput.py --n 100000
 
 clean-runs:
 	rm -rf runs/
