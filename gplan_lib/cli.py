@@ -70,7 +70,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--out", required=True)
     p.add_argument("--overwrite", action="store_true")
     p = sub.add_parser("predict", help="write PRED.jsonl for a GSISR CSV with a planner or model")
-    p.add_argument("--model", required=True, help="teacher | three-rule | majority")
+    p.add_argument("--model", required=True, help="teacher | three-rule | majority | a saved student's directory")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--max-new-tokens", type=int, default=512)
     p.add_argument("--data", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--train", help="training CSV (for --model majority)")
@@ -90,7 +92,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "predict":
         rows = read_gsisr_csv(args.data).rows
-        records = predict(planner(args.model, args.train), rows)
+        if Path(args.model).is_dir():
+            from .generation import StudentPlanner  # torch/transformers only when a model is used
+            records = StudentPlanner(args.model).generate(rows, args.batch_size, args.max_new_tokens)
+        else:
+            records = predict(planner(args.model, args.train), rows)
         write_predictions(records, args.out, overwrite=args.overwrite)
         print(f"wrote {len(records)} predictions to {args.out}")
         return 0

@@ -47,8 +47,9 @@ class PromptOptions:
 
     @classmethod
     def named(cls, name: str) -> "PromptOptions":
-        """Named presets: ``released`` (everything), ``compact`` (tiny models), ``minimal``."""
-        presets = {"released": cls(), "compact": cls("short", 4, 3), "minimal": cls("none", 2, 2)}
+        """Named presets: ``released`` (everything), ``compact``, ``minimal`` and ``tiny`` (CPU-scale models)."""
+        presets = {"released": cls(), "compact": cls("short", 4, 3), "minimal": cls("none", 2, 2),
+                   "tiny": cls("none", 1, 1)}
         if name not in presets:
             raise ValueError(f"unknown prompt preset {name!r}; choose one of {sorted(presets)}")
         return presets[name]

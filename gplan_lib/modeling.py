@@ -1,0 +1,95 @@
+"""Model and tokenizer factory (paper Sec. 5.1.3: Qwen3 backbones).
+
+Default (CPU): a byte-level BPE tokenizer trained locally on the synthetic corpus, with Qwen's
+ChatML special tokens and chat template, and a tiny ``Qwen3ForCausalLM`` built from a config; both
+saved and reloaded with ``from_pretrained`` from a local directory, the code path that loads
+Qwen3-1.7B/4B by name or path at full scale. Either way the 33 latent tokens are added as ordinary
+(non-special) tokens, as the released code does, and the embeddings are resized. Optional LoRA
+trains the new token rows too (peft ``trainable_token_indices``); optional 4-bit QLoRA.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Iterable
+
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast, Qwen3Config, Qwen3ForCausalLM
+
+from .scaffold import LATENT_TOKENS
+
+SPECIAL = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
+CHATML_TEMPLATE = (
+    "{%- for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n' }}"
+    "{%- endfor %}{%- if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{%- endif %}")
+EMPTY_THINK_RE = re.compile(r"<think>\s*</think>\s*")
+
+
+def train_tokenizer(texts: Iterable[str], vocab_size: int = 4000) -> PreTrainedTokenizerFast:
+    """Byte-level BPE trained on ``texts`` with the ChatML special tokens and template."""
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=list(SPECIAL), show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(texts, trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>",
+                                   additional_special_tokens=["<|im_start|>"])
+    fast.chat_template = CHATML_TEMPLATE
+    return fast
+
+
+def add_latent_tokens(tokenizer, model: torch.nn.Module | None = None) -> list[int]:
+    """Add the 33 latent tokens (ordinary tokens) and resize the model's embeddings; returns their ids."""
+    tokenizer.add_tokens([t for t in LATENT_TOKENS if t not in tokenizer.get_vocab()])
+    if model is not None and model.get_input_embeddings().num_embeddings < len(tokenizer):
+        model.resize_token_embeddings(len(tokenizer))
+    return tokenizer.convert_tokens_to_ids(list(LATENT_TOKENS))
+
+
+def chat_prompt(tokenizer, messages: list[dict[str, str]]) -> str:
+    """The generation prompt as the released code builds it: thinking disabled, the empty
+    <think> block Qwen3 appends removed, ending at ``<|im_start|>assistant\\n``."""
+    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True, enable_thinking=False)
+    return EMPTY_THINK_RE.sub("", text)
+
+
+def tiny_qwen3(tokenizer, arch: dict[str, Any]) -> Qwen3ForCausalLM:
+    """A Qwen3 model from a config (``head_dim`` set explicitly: its default is 128)."""
+    cfg = Qwen3Config(vocab_size=len(tokenizer), bos_token_id=None, eos_token_id=tokenizer.eos_token_id,
+                      pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=True, **arch)
+    return Qwen3ForCausalLM(cfg)
+
+
+def load_pretrained(name_or_path: str | Path, dtype: str = "bfloat16", lora: dict[str, Any] | None = None,
+                    qlora: bool = False):
+    """A Qwen3 checkpoint by name or local path, latent tokens added; LoRA/QLoRA when asked."""
+    tokenizer = AutoTokenizer.from_pretrained(name_or_path)
+    kwargs: dict[str, Any] = {"dtype": getattr(torch, dtype)}
+    if qlora:
+        from transformers import BitsAndBytesConfig
+        kwargs["quantization_config"] = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                                                           bnb_4bit_compute_dtype=getattr(torch, dtype))
+    model = AutoModelForCausalLM.from_pretrained(name_or_path, **kwargs)
+    latent_ids = add_latent_tokens(tokenizer, model)
+    if lora or qlora:
+        from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+        if qlora:
+            model = prepare_model_for_kbit_training(model)
+        cfg = {"r": 16, "lora_alpha": 32, "lora_dropout": 0.05, "target_modules": "all-linear", **(lora or {})}
+        model = get_peft_model(model, LoraConfig(task_type="CAUSAL_LM", trainable_token_indices=latent_ids, **cfg))
+    return model, tokenizer
+
+
+def save(model, tokenizer, directory: str | Path) -> Path:
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
+def load(directory: str | Path, dtype: torch.dtype = torch.float32):
+    """Reload a saved model and tokenizer from a local directory."""
+    return AutoModelForCausalLM.from_pretrained(directory, dtype=dtype), AutoTokenizer.from_pretrained(directory)

@@ -1,0 +1,246 @@
+"""Progressive Implicit CoT Distillation (paper Sec. 4.1): curriculum, section-normalised loss, CALR.
+
+- The curriculum reaches the targets: ``CurriculumDataset`` builds each target from the current
+  epoch when it is read (the stage is computed from the epoch and handed to the target builder, as
+  in coconut), so at 1-based epoch e a sample has min(e - 1, B) blocks folded. The released code
+  froze its targets at build time and trained on full text throughout.
+- Section-normalised loss (Eq. 5): L = 1/2 (L_cot + L_json), each the mean token loss over its
+  section, pooled over the micro-batch as the released code does. Section spans are recorded when
+  the sequence is assembled, never found afterwards by searching for the ids of "</THOUGHT>".
+- CALR (Eq. 4): eta_struct while the global stage g(t) <= B*, then eta_polish with cosine decay;
+  cosine and constant schedules for the ablation (Table 3). The multiplier is a function of the
+  step, so resuming restores the stage and the LR position with the scheduler state.
+- Modes: ``direct`` (plan only), ``cot`` (full reasoning text), ``picd`` (the curriculum).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Literal, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.optim.lr_scheduler import LambdaLR
+from transformers import Trainer, TrainerCallback
+
+from .data import GsisrRow
+from .intents import dumps_plan
+from .modeling import chat_prompt
+from .prompt import PromptOptions, build_messages
+from .scaffold import Reasoning, latent_tokens_for, sample_stage
+
+Mode = Literal["direct", "cot", "picd"]
+Schedule = Literal["calr", "cosine", "constant"]
+PROMPT, COT, JSON = 0, 1, 2  # section ids per token
+
+
+@dataclass
+class EncodedSample:
+    """A training sample tokenised once: prompt, wrapper, per-block text/latent ids, JSON (+ EOS)."""
+
+    prompt: list[int]
+    open_ids: list[int]
+    close_ids: list[int]
+    blocks_text: list[list[int]]
+    blocks_latent: list[list[int]]
+    json: list[int]
+
+    @property
+    def n_blocks(self) -> int:
+        return len(self.blocks_text)
+
+    def target(self, mode: Mode, stage: int) -> tuple[list[int], list[int]]:
+        """(token ids, section ids) of the response at ``stage``."""
+        if mode == "direct":
+            return list(self.json), [JSON] * len(self.json)
+        b = 0 if mode == "cot" else max(0, min(stage, self.n_blocks))
+        cot = list(self.open_ids)
+        for i in range(self.n_blocks):
+            cot += self.blocks_latent[i] if i < b else self.blocks_text[i]
+        cot += self.close_ids
+        return cot + self.json, [COT] * len(cot) + [JSON] * len(self.json)
+
+
+def encode(rows: Sequence[GsisrRow], tokenizer, options: PromptOptions, max_len: int) -> list[EncodedSample]:
+    """Tokenise rows whose labels carry reasoning + plan (prompt left-truncated to fit ``max_len``)."""
+    def ids(text: str) -> list[int]:
+        return tokenizer(text, add_special_tokens=False).input_ids
+
+    open_ids, close_ids = ids("<THOUGHT>"), ids("</THOUGHT>")
+    out = []
+    for row in rows:
+        if row.thought is None:
+            raise ValueError(f"row id={row.id}: label has no <THOUGHT> reasoning (run `gplan rationalize` first)")
+        reasoning = Reasoning.parse(row.thought)
+        sample = EncodedSample(
+            prompt=ids(chat_prompt(tokenizer, build_messages(row, options))),
+            open_ids=open_ids, close_ids=close_ids,
+            blocks_text=[ids(f"<{tag}>{text}</{tag}>") for tag, text in reasoning.blocks],
+            blocks_latent=[tokenizer.convert_tokens_to_ids(latent_tokens_for(tag)) for tag, _ in reasoning.blocks],
+            json=ids(dumps_plan(row.plan)) + [tokenizer.eos_token_id])
+        longest = len(sample.target("cot", 0)[0])
+        if longest >= max_len:
+            raise ValueError(f"row id={row.id}: response alone is {longest} tokens, max_len is {max_len}")
+        sample.prompt = sample.prompt[-(max_len - longest):]
+        out.append(sample)
+    return out
+
+
+class CurriculumDataset(torch.utils.data.Dataset):
+    """Targets rebuilt from the current epoch on every read. The trainer's callback calls
+    ``set_curriculum_epoch`` (not ``set_epoch``: accelerate calls a dataset's ``set_epoch`` with a
+    0-based epoch, which would silently put every target one stage behind)."""
+
+    def __init__(self, samples: Sequence[EncodedSample], mode: Mode):
+        self.samples, self.mode, self.epoch = list(samples), mode, 1
+
+    def set_curriculum_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def stage(self, i: int) -> int:
+        return sample_stage(self.epoch, self.samples[i].n_blocks) if self.mode == "picd" else 0
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int) -> dict[str, list[int]]:
+        s = self.samples[i]
+        target, sections = s.target(self.mode, self.stage(i))
+        return {"input_ids": s.prompt + target, "sections": [PROMPT] * len(s.prompt) + sections}
+
+
+def collate(pad_id: int):
+    def fn(batch: list[dict[str, list[int]]]) -> dict[str, torch.Tensor]:
+        n = max(len(b["input_ids"]) for b in batch)
+        ids = torch.full((len(batch), n), pad_id, dtype=torch.long)
+        sec = torch.zeros((len(batch), n), dtype=torch.long)
+        mask = torch.zeros((len(batch), n), dtype=torch.long)
+        for i, b in enumerate(batch):
+            k = len(b["input_ids"])
+            ids[i, :k], sec[i, :k], mask[i, :k] = torch.tensor(b["input_ids"]), torch.tensor(b["sections"]), 1
+        return {"input_ids": ids, "attention_mask": mask, "sections": sec}
+    return fn
+
+
+def section_loss(logits: torch.Tensor, input_ids: torch.Tensor, sections: torch.Tensor
+                 ) -> tuple[torch.Tensor, dict[str, float]]:
+    """Eq. 5: the mean CE over CoT tokens and over JSON tokens (pooled over the batch), averaged;
+    a section absent from the batch drops out. Returns the loss and its parts for logging."""
+    ce = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), input_ids[:, 1:].flatten(), reduction="none")
+    sec = sections[:, 1:].flatten()
+    parts = {name: ce[sec == sid].mean() for name, sid in (("cot", COT), ("json", JSON)) if (sec == sid).any()}
+    if not parts:
+        raise ValueError("batch has no supervised tokens")
+    loss = torch.stack(list(parts.values())).mean()
+    return loss, {f"loss_{k}": float(v.detach()) for k, v in parts.items()}
+
+
+def lr_multiplier(step: int, total: int, steps_per_epoch: int, schedule: Schedule, warmup: int,
+                  b_star: int, polish_ratio: float) -> float:
+    """The LR at ``step`` as a fraction of eta_struct (Eq. 4 for ``calr``).
+
+    g(t) = step // steps_per_epoch is the global stage (blocks folded in that epoch, uncapped);
+    t* = (B* + 1) * steps_per_epoch is the first step with g(t) > B*."""
+    if step < warmup:
+        return (step + 1) / warmup
+    if schedule == "constant":
+        return 1.0
+    if schedule == "cosine":
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
+    t_star = (b_star + 1) * steps_per_epoch
+    if step < t_star:
+        return 1.0
+    return polish_ratio * 0.5 * (1 + math.cos(math.pi * min(1.0, (step - t_star) / max(1, total - t_star))))
+
+
+def b_star_of(samples: Sequence[EncodedSample], quantile: float = 0.9) -> int:
+    """B* = the p90 of B over the training set (Sec. 4.1.3)."""
+    return int(np.ceil(np.quantile([s.n_blocks for s in samples], quantile)))
+
+
+def compression_profile(samples: Sequence[EncodedSample], epochs: int, mode: Mode = "picd") -> list[dict[str, float]]:
+    """Per epoch: mean blocks folded, share of samples fully latent, mean CoT and JSON target tokens."""
+    rows = []
+    for e in range(1, epochs + 1):
+        stages = [sample_stage(e, s.n_blocks) if mode == "picd" else 0 for s in samples]
+        cot = [sum(1 for x in s.target(mode, b)[1] if x == COT) for s, b in zip(samples, stages)]
+        rows.append({"epoch": e, "blocks_folded": float(np.mean(stages)),
+                     "fully_latent": float(np.mean([b >= s.n_blocks for s, b in zip(samples, stages)])),
+                     "cot_tokens": float(np.mean(cot)), "json_tokens": float(np.mean([len(s.json) for s in samples]))})
+    return rows
+
+
+class CurriculumCallback(TrainerCallback):
+    """Sets the dataset's epoch from the global step at every epoch start (also after a resume)."""
+
+    def __init__(self, dataset: CurriculumDataset, steps_per_epoch: int):
+        self.dataset, self.steps_per_epoch = dataset, steps_per_epoch
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        self.dataset.set_curriculum_epoch(state.global_step // self.steps_per_epoch + 1)
+
+
+class PICDTrainer(Trainer):
+    """HF Trainer with the section-normalised loss and the CALR / cosine / constant schedules."""
+
+    def __init__(self, *args, schedule: Schedule = "calr", b_star: int = 9, polish_ratio: float = 0.2,
+                 warmup_ratio: float = 0.01, steps_per_epoch: int = 1, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.schedule, self.b_star, self.polish_ratio = schedule, b_star, polish_ratio
+        self.warmup_ratio, self.steps_per_epoch = warmup_ratio, steps_per_epoch
+        self._parts: dict[str, list[float]] = {}
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        sections = inputs.pop("sections")
+        outputs = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])
+        loss, parts = section_loss(outputs.logits, inputs["input_ids"], sections)
+        for k, v in parts.items():
+            self._parts.setdefault(k, []).append(v)
+        return (loss, outputs) if return_outputs else loss
+
+    def create_scheduler(self, num_training_steps: int, optimizer=None):
+        if self.lr_scheduler is None:
+            warmup = max(1, math.ceil(self.warmup_ratio * num_training_steps))
+            self.lr_scheduler = LambdaLR(optimizer or self.optimizer, lambda t: lr_multiplier(
+                t, num_training_steps, self.steps_per_epoch, self.schedule, warmup, self.b_star, self.polish_ratio))
+        return self.lr_scheduler
+
+    def log(self, logs: dict[str, float], *args, **kwargs) -> None:
+        for k, v in self._parts.items():
+            logs[k] = float(np.mean(v))
+        self._parts = {}
+        if "loss" in logs:
+            logs["stage"] = max(0, self.state.global_step - 1) // self.steps_per_epoch
+        super().log(logs, *args, **kwargs)
+
+
+def steps_per_epoch(n_samples: int, batch_size: int, grad_accum: int = 1) -> int:
+    """Optimizer steps per epoch as the HF Trainer counts them (last partial batch kept)."""
+    return max(1, math.ceil(n_samples / batch_size) // grad_accum)
+
+
+def make_trainer(model, tokenizer, samples: Sequence[EncodedSample], mode: Mode, schedule: Schedule,
+                 hp: dict[str, Any], out_dir: str, seed: int = 0) -> PICDTrainer:
+    """A trainer for one run; ``hp`` holds epochs, batch_size, grad_accum, lr (eta_struct),
+    polish_lr (eta_polish), warmup_ratio, weight_decay, b_star (None: p90 of B), save/logging steps."""
+    from transformers import TrainingArguments
+
+    dataset = CurriculumDataset(samples, mode)
+    if hp.get("gradient_checkpointing"):
+        model.gradient_checkpointing_enable()
+    spe = steps_per_epoch(len(samples), hp["batch_size"], hp.get("grad_accum", 1))
+    b_star = hp.get("b_star") or b_star_of(samples)
+    args = TrainingArguments(
+        output_dir=out_dir, num_train_epochs=hp["epochs"], per_device_train_batch_size=hp["batch_size"],
+        gradient_accumulation_steps=hp.get("grad_accum", 1), learning_rate=hp["lr"],
+        weight_decay=hp.get("weight_decay", 0.01), max_grad_norm=1.0, logging_steps=hp.get("logging_steps", 10),
+        save_strategy="steps" if hp.get("save_steps") else "no", save_steps=hp.get("save_steps") or 500,
+        report_to=[], seed=seed, data_seed=seed, remove_unused_columns=False, dataloader_num_workers=0,
+        bf16=hp.get("bf16", False),
+        disable_tqdm=hp.get("disable_tqdm", False), use_cpu=not torch.cuda.is_available(),
+        deepspeed=hp.get("deepspeed"))
+    return PICDTrainer(model=model, args=args, train_dataset=dataset, data_collator=collate(tokenizer.pad_token_id),
+                       callbacks=[CurriculumCallback(dataset, spe)], schedule=schedule, b_star=b_star,
+                       polish_ratio=hp["polish_lr"] / hp["lr"], warmup_ratio=hp.get("warmup_ratio", 0.01),
+                       steps_per_epoch=spe)
