@@ -62,24 +62,40 @@ def tiny_qwen3(tokenizer, arch: dict[str, Any]) -> Qwen3ForCausalLM:
     return Qwen3ForCausalLM(cfg)
 
 
-def load_pretrained(name_or_path: str | Path, dtype: str = "bfloat16", lora: dict[str, Any] | None = None,
-                    qlora: bool = False):
-    """A Qwen3 checkpoint by name or local path, latent tokens added; LoRA/QLoRA when asked."""
+def load_pretrained(name_or_path: str | Path, dtype: str = "bfloat16"):
+    """A Qwen3 checkpoint by name or local path, with the latent tokens added and embeddings resized."""
     tokenizer = AutoTokenizer.from_pretrained(name_or_path)
-    kwargs: dict[str, Any] = {"dtype": getattr(torch, dtype)}
-    if qlora:
+    model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=getattr(torch, dtype))
+    add_latent_tokens(tokenizer, model)
+    return model, tokenizer
+
+
+def load_for_training(directory: str | Path, tokenizer, model_cfg: dict[str, Any]):
+    """The model a run starts from: fp32 for tiny models; for checkpoints the configured dtype,
+    4-bit when ``qlora``, wrapped with LoRA (also training the latent-token rows) when asked."""
+    if model_cfg["kind"] == "tiny":
+        return AutoModelForCausalLM.from_pretrained(directory, dtype=torch.float32)
+    dtype = getattr(torch, model_cfg.get("dtype", "bfloat16"))
+    kwargs: dict[str, Any] = {"dtype": dtype}
+    if model_cfg.get("qlora"):
         from transformers import BitsAndBytesConfig
         kwargs["quantization_config"] = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
-                                                           bnb_4bit_compute_dtype=getattr(torch, dtype))
-    model = AutoModelForCausalLM.from_pretrained(name_or_path, **kwargs)
-    latent_ids = add_latent_tokens(tokenizer, model)
-    if lora or qlora:
+                                                           bnb_4bit_compute_dtype=dtype)
+    model = AutoModelForCausalLM.from_pretrained(directory, **kwargs)
+    if model_cfg.get("lora") or model_cfg.get("qlora"):
         from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
-        if qlora:
+        if model_cfg.get("qlora"):
             model = prepare_model_for_kbit_training(model)
-        cfg = {"r": 16, "lora_alpha": 32, "lora_dropout": 0.05, "target_modules": "all-linear", **(lora or {})}
-        model = get_peft_model(model, LoraConfig(task_type="CAUSAL_LM", trainable_token_indices=latent_ids, **cfg))
-    return model, tokenizer
+        latent_ids = tokenizer.convert_tokens_to_ids(list(LATENT_TOKENS))
+        lora = {"r": 16, "lora_alpha": 32, "lora_dropout": 0.05, "target_modules": "all-linear",
+                **(model_cfg.get("lora") or {})}
+        model = get_peft_model(model, LoraConfig(task_type="CAUSAL_LM", trainable_token_indices=latent_ids, **lora))
+    return model
+
+
+def merged(model):
+    """A plain model to save: LoRA adapters merged into the weights (no-op for full fine-tuning)."""
+    return model.merge_and_unload() if hasattr(model, "merge_and_unload") else model
 
 
 def save(model, tokenizer, directory: str | Path) -> Path:

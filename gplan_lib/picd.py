@@ -201,7 +201,7 @@ class PICDTrainer(Trainer):
 
     def create_scheduler(self, num_training_steps: int, optimizer=None):
         if self.lr_scheduler is None:
-            warmup = max(1, math.ceil(self.warmup_ratio * num_training_steps))
+            warmup = warmup_steps(num_training_steps, self.warmup_ratio)
             self.lr_scheduler = LambdaLR(optimizer or self.optimizer, lambda t: lr_multiplier(
                 t, num_training_steps, self.steps_per_epoch, self.schedule, warmup, self.b_star, self.polish_ratio))
         return self.lr_scheduler
@@ -213,6 +213,11 @@ class PICDTrainer(Trainer):
         if "loss" in logs:
             logs["stage"] = max(0, self.state.global_step - 1) // self.steps_per_epoch
         super().log(logs, *args, **kwargs)
+
+
+def warmup_steps(total_steps: int, ratio: float) -> int:
+    """Warmup length: ceil(ratio * S), at least one step (as the released CALR computes W)."""
+    return max(1, math.ceil(ratio * total_steps))
 
 
 def steps_per_epoch(n_samples: int, batch_size: int, grad_accum: int = 1) -> int:

@@ -1,0 +1,146 @@
+"""The runs behind Tables 2, 3 and 5 (paper Sec. 5.4): Direct-SFT, CoT-SFT and PICD with the
+cosine, constant and CALR schedules, all from one initialisation on the same data.
+
+A run is reused when its directory holds a model card whose recorded config equals the current
+one; otherwise it is trained (the trained weights are the user's product: a different config
+never silently replaces them unless ``retrain`` is set).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from .data import GsisrRow, load_rows
+from .generation import MODEL_CARD, StudentPlanner, save_card
+from .metrics import Scores, aggregate, score_sample
+from .modeling import add_latent_tokens, load_for_training, load_pretrained, merged, save, tiny_qwen3, train_tokenizer
+from .picd import EncodedSample, Mode, Schedule, encode, make_trainer
+from .prompt import PromptOptions, build_messages
+from .scaffold import latent_valid
+
+
+@dataclass(frozen=True)
+class Run:
+    name: str
+    mode: Mode
+    schedule: Schedule
+
+    @property
+    def slug(self) -> str:
+        return f"{self.mode}-{self.schedule}"
+
+
+#: Direct-SFT and CoT-SFT use the standard cosine schedule (the paper does not say otherwise).
+RUNS = (Run("Direct-SFT", "direct", "cosine"), Run("CoT-SFT", "cot", "cosine"),
+        Run("PICD (cosine)", "picd", "cosine"), Run("PICD (constant)", "picd", "constant"),
+        Run("PICD (CALR)", "picd", "calr"))
+
+
+def _hash(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+class Experiment:
+    """One scale's PICD experiment: data, tokenizer, initial model, runs and their evaluation."""
+
+    def __init__(self, cfg: dict[str, Any], data_dir: str | Path, work_dir: str | Path, seed: int = 0):
+        self.cfg, self.seed = cfg, seed
+        self.data_dir, self.work = Path(data_dir), Path(work_dir)
+        self.options = PromptOptions.named(cfg["prompt"])
+        self.train_rows = load_rows(self.data_dir / "train.csv")[: cfg["n_train"]]
+        self.test_rows = load_rows(self.data_dir / "test.csv")[: cfg["n_eval"]]
+        self.work.mkdir(parents=True, exist_ok=True)
+        self.init_dir = self.work / "init"
+        self.tokenizer = self._init_model()
+        self.samples: list[EncodedSample] = encode(self.train_rows, self.tokenizer, self.options, cfg["max_len"])
+
+    def _init_model(self):
+        """The tokenizer and initial weights every run starts from (built once, then reused)."""
+        model_cfg = self.cfg["model"]
+        key = _hash({"model": model_cfg, "seed": self.seed, "data": (self.data_dir / "manifest.json").read_text()
+                     if (self.data_dir / "manifest.json").is_file() else str(self.data_dir), "prompt": self.cfg["prompt"]})
+        stamp = self.init_dir / "init_key.txt"
+        if stamp.is_file() and stamp.read_text() == key:
+            from transformers import AutoTokenizer
+            return AutoTokenizer.from_pretrained(self.init_dir)
+        torch.manual_seed(self.seed)
+        if model_cfg["kind"] == "tiny":
+            corpus = [m["content"] for r in self.train_rows for m in build_messages(r, self.options)]
+            tok = train_tokenizer(corpus + [r["raw_labels"] for r in self.train_rows], model_cfg["vocab_size"])
+            add_latent_tokens(tok)
+            model = tiny_qwen3(tok, model_cfg["arch"])
+        else:
+            model, tok = load_pretrained(model_cfg["name"], model_cfg.get("dtype", "bfloat16"))
+        if self.init_dir.exists():
+            shutil.rmtree(self.init_dir)
+        save(model, tok, self.init_dir)
+        stamp.write_text(key)
+        return tok
+
+    @property
+    def n_parameters(self) -> int:
+        """Parameters of the initial model (counted once, stored beside it)."""
+        path = self.init_dir / "n_parameters.txt"
+        if not path.is_file():
+            from transformers import AutoModelForCausalLM
+            path.write_text(str(sum(p.numel() for p in AutoModelForCausalLM.from_pretrained(self.init_dir).parameters())))
+        return int(path.read_text())
+
+    def run_dir(self, run: Run) -> Path:
+        return self.work / run.slug
+
+    def run_key(self, run: Run) -> str:
+        return _hash({"init": (self.init_dir / "init_key.txt").read_text(), "train": self.cfg["train"],
+                      "n_train": self.cfg["n_train"], "run": asdict(run), "seed": self.seed})
+
+    def train(self, run: Run, retrain: bool = False) -> list[dict[str, float]]:
+        """Train ``run`` (or reuse it); returns the trainer's log history."""
+        out = self.run_dir(run)
+        card = out / MODEL_CARD
+        if card.is_file() and json.loads(card.read_text())["key"] == self.run_key(run) and not retrain:
+            return json.loads((out / "log_history.json").read_text())
+        if card.is_file() and not retrain:
+            raise FileExistsError(f"{out} holds a run trained with another config; pass retrain=True to replace it")
+        if out.exists():
+            shutil.rmtree(out)
+        torch.manual_seed(self.seed)
+        model = load_for_training(self.init_dir, self.tokenizer, self.cfg["model"])
+        trainer = make_trainer(model, self.tokenizer, self.samples, run.mode, run.schedule, self.cfg["train"],
+                               str(out / "trainer"), seed=self.seed)
+        trainer.train()
+        save(merged(trainer.model), self.tokenizer, out)
+        shutil.rmtree(out / "trainer", ignore_errors=True)
+        save_card(out, run.mode, self.options, key=self.run_key(run), schedule=run.schedule, b_star=trainer.b_star,
+                  steps_per_epoch=trainer.steps_per_epoch)
+        (out / "log_history.json").write_text(json.dumps(trainer.state.log_history))
+        return trainer.state.log_history
+
+    def evaluate(self, run: Run, rows: Sequence[GsisrRow] | None = None) -> tuple[Scores, list[dict]]:
+        """Label metrics, validity and Latent-Valid of a run's greedy outputs (batched)."""
+        rows = list(rows if rows is not None else self.test_rows)
+        ev = self.cfg["eval"]
+        records = StudentPlanner(self.run_dir(run)).generate(rows, ev["batch_size"], ev["max_new_tokens"], desc=run.name)
+        per = []
+        for rec, row in zip(records, rows):
+            s = score_sample(rec["output"], row.plan)
+            s["latent_valid"] = float(latent_valid(rec["output"])[0])
+            s["new_tokens"] = float(rec["new_tokens"])
+            per.append(s)
+        return aggregate(per, seed=self.seed), records
+
+    def latency(self, run: Run, n: int | None = None) -> dict[str, float]:
+        """Mean response time and generated tokens per request at batch 1 (greedy, KV cache)."""
+        ev = self.cfg["eval"]
+        rows = self.test_rows[: n or ev["latency_requests"]]
+        planner = StudentPlanner(self.run_dir(run))
+        planner.generate(rows[:2], 1, ev["max_new_tokens"], desc="warm-up")
+        recs = planner.generate(rows, 1, ev["max_new_tokens"], desc=f"{run.name} latency")
+        return {"mean_ms": float(np.mean([r["latency_ms"] for r in recs])),
+                "mean_new_tokens": float(np.mean([r["new_tokens"] for r in recs])), "n": len(recs)}
