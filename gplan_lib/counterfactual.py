@@ -110,3 +110,14 @@ def make_pairs(row: GsisrRow, rng: random.Random, teacher: ExpertTeacher | None 
             return [PreferencePair(pid, "x", kind, row, x_demo.label(), cf_demo.label()),
                     PreferencePair(pid, "x'", kind, cf, cf_demo.label(), x_demo.label())]
     return []
+
+
+def describe_pair(rec_x: dict, rec_xp: dict) -> tuple[dict[str, tuple[str, str]], dict[str, list[str]]]:
+    """For display: the cells that differ between x and x', and both matched plans in English."""
+    from .intents import describe_intent
+    from .parsing import parse_output
+
+    changed = {k: (rec_x["row"][k], rec_xp["row"][k]) for k in rec_x["row"] if rec_x["row"][k] != rec_xp["row"][k]}
+    plans = {"plan matched to x": parse_output(rec_x["chosen"]).plan, "plan matched to x'": parse_output(rec_xp["chosen"]).plan}
+    n = max(len(p) for p in plans.values())
+    return changed, {k: [describe_intent(a) for a in p] + [""] * (n - len(p)) for k, p in plans.items()}

@@ -47,6 +47,20 @@ def _hash(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def evaluate_student(directory: str | Path, rows: Sequence[GsisrRow], eval_cfg: dict[str, Any], seed: int = 0,
+                     desc: str = "generate") -> tuple[Scores, list[dict]]:
+    """Greedy outputs of a saved student on labelled rows, scored: Acc@1, NDCG@3, NES, validity,
+    Latent-Valid and generated tokens per sample (with bootstrap intervals)."""
+    records = StudentPlanner(directory).generate(rows, eval_cfg["batch_size"], eval_cfg["max_new_tokens"], desc=desc)
+    per = []
+    for rec, row in zip(records, rows):
+        s = score_sample(rec["output"], row.plan)
+        s["latent_valid"] = float(latent_valid(rec["output"])[0])
+        s["new_tokens"] = float(rec["new_tokens"])
+        per.append(s)
+    return aggregate(per, seed=seed), records
+
+
 class Experiment:
     """One scale's PICD experiment: data, tokenizer, initial model, runs and their evaluation."""
 
@@ -124,16 +138,8 @@ class Experiment:
 
     def evaluate(self, run: Run, rows: Sequence[GsisrRow] | None = None) -> tuple[Scores, list[dict]]:
         """Label metrics, validity and Latent-Valid of a run's greedy outputs (batched)."""
-        rows = list(rows if rows is not None else self.test_rows)
-        ev = self.cfg["eval"]
-        records = StudentPlanner(self.run_dir(run)).generate(rows, ev["batch_size"], ev["max_new_tokens"], desc=run.name)
-        per = []
-        for rec, row in zip(records, rows):
-            s = score_sample(rec["output"], row.plan)
-            s["latent_valid"] = float(latent_valid(rec["output"])[0])
-            s["new_tokens"] = float(rec["new_tokens"])
-            per.append(s)
-        return aggregate(per, seed=self.seed), records
+        return evaluate_student(self.run_dir(run), list(rows if rows is not None else self.test_rows),
+                                self.cfg["eval"], self.seed, desc=run.name)
 
     def latency(self, run: Run, n: int | None = None) -> dict[str, float]:
         """Mean response time and generated tokens per request at batch 1 (greedy, KV cache)."""

@@ -1,0 +1,203 @@
+"""Spatiotemporal Counterfactual DPO (paper Sec. 4.2, Eq. 6-13).
+
+The loss is a plain function of per-sequence log-probabilities (policy and reference, matched y+
+and mismatched y-), so each term can be tested by hand and vanilla DPO is the same function with
+the extra terms switched off. Sequences are the student's response only (the fully latent prefix
+and the JSON plan); reference log-probs are computed once before training and stored with the
+pairs, so no second model sits in memory (for a LoRA policy the reference is the adapter-disabled
+base). trl's DPOTrainer computes its loss inline, so a custom preference loss needs this code path;
+the HF Trainer still runs the loop. Logs use trl's names plus the anchor, gap and centre terms.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+from transformers import Trainer, TrainingArguments
+
+from .data import GsisrRow
+from .intents import dumps_plan
+from .modeling import chat_prompt
+from .parsing import parse_output
+from .prompt import PromptOptions, build_messages
+from .scaffold import Reasoning
+
+
+@dataclass(frozen=True)
+class SCDPOLoss:
+    """Weights of Eq. 13 (defaults: the paper's values, Sec. 5.1.3)."""
+
+    beta: float = 0.20
+    delta: float = 0.0        # anchor margin
+    lambda_a: float = 5.0
+    gamma_l: float = 0.10     # desired gap range [gamma_l, gamma_h]
+    gamma_h: float = 0.20
+    lambda_gl: float = 10.0
+    lambda_gh: float = 2.0
+    m: float = 0.0            # centre target
+    lambda_c: float = 3.0
+
+    @classmethod
+    def vanilla(cls, beta: float = 0.20) -> "SCDPOLoss":
+        """Standard sigmoid DPO: the anchor, gap and centre terms off."""
+        return cls(beta=beta, lambda_a=0.0, lambda_gl=0.0, lambda_gh=0.0, lambda_c=0.0)
+
+
+def sc_dpo_loss(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, ref_chosen: torch.Tensor,
+                ref_rejected: torch.Tensor, w: SCDPOLoss = SCDPOLoss()) -> tuple[torch.Tensor, dict[str, float]]:
+    """Mean over pairs of Eq. 13, and the quantities trl logs plus each term."""
+    r_plus = w.beta * (policy_chosen - ref_chosen)          # Eq. 6
+    r_minus = w.beta * (policy_rejected - ref_rejected)     # Eq. 7
+    gap, center = r_plus - r_minus, 0.5 * (r_plus + r_minus)
+    terms = {
+        "dpo": -F.logsigmoid(gap),                           # Eq. 8
+        "anchor": F.relu(w.delta - r_plus) ** 2,             # Eq. 9
+        "gap_low": F.relu(w.gamma_l - gap) ** 2,             # Eq. 10
+        "gap_high": F.relu(gap - w.gamma_h) ** 2,            # Eq. 11
+        "center": (center - w.m) ** 2,                       # Eq. 12
+    }
+    total = (terms["dpo"] + w.lambda_a * terms["anchor"] + w.lambda_gl * terms["gap_low"]
+             + w.lambda_gh * terms["gap_high"] + w.lambda_c * terms["center"]).mean()
+    logs = {"rewards/chosen": r_plus.mean(), "rewards/rejected": r_minus.mean(), "rewards/margins": gap.mean(),
+            "rewards/accuracies": (r_plus > r_minus).float().mean(), "rewards/center": center.mean(),
+            "logps/chosen": policy_chosen.mean(), "logps/rejected": policy_rejected.mean(),
+            **{f"loss/{k}": v.mean() for k, v in terms.items()}}
+    return total, {k: float(v.detach()) for k, v in logs.items()}
+
+
+def latent_response(label: str) -> str:
+    """A teacher label (reasoning + plan) as the PICD student writes it: fully latent prefix + JSON."""
+    parsed = parse_output(label)
+    if parsed.thought is None:
+        raise ValueError("label has no <THOUGHT> reasoning")
+    return Reasoning.parse(parsed.thought).fold(10**6) + dumps_plan(parsed.plan)
+
+
+@dataclass
+class EncodedPair:
+    prompt: list[int]
+    chosen: list[int]
+    rejected: list[int]
+    ref_chosen: float = math.nan
+    ref_rejected: float = math.nan
+
+
+def encode_pairs(records: Sequence[dict[str, Any]], tokenizer, options: PromptOptions) -> list[EncodedPair]:
+    """Pair records (from pairs_*.jsonl) as token ids: prompt, chosen response, rejected response (+ EOS)."""
+    def ids(text: str) -> list[int]:
+        return tokenizer(text, add_special_tokens=False).input_ids
+
+    eos = [tokenizer.eos_token_id]
+    return [EncodedPair(ids(chat_prompt(tokenizer, build_messages(GsisrRow(r["row"]), options))),
+                        ids(latent_response(r["chosen"])) + eos, ids(latent_response(r["rejected"])) + eos)
+            for r in records]
+
+
+def _batch(seqs: Sequence[tuple[list[int], list[int]]], pad_id: int) -> tuple[torch.Tensor, ...]:
+    """(prompt, response) pairs -> right-padded ids, attention mask and response mask."""
+    n = max(len(p) + len(r) for p, r in seqs)
+    ids = torch.full((len(seqs), n), pad_id, dtype=torch.long)
+    att = torch.zeros((len(seqs), n), dtype=torch.long)
+    resp = torch.zeros((len(seqs), n), dtype=torch.bool)
+    for i, (p, r) in enumerate(seqs):
+        ids[i, :len(p) + len(r)] = torch.tensor(p + r)
+        att[i, :len(p) + len(r)] = 1
+        resp[i, len(p):len(p) + len(r)] = True
+    return ids, att, resp
+
+
+def sequence_logps(model, ids: torch.Tensor, att: torch.Tensor, resp: torch.Tensor) -> torch.Tensor:
+    """log pi(y|x): the sum of the response tokens' log-probabilities, per sequence."""
+    logits = model(input_ids=ids, attention_mask=att).logits[:, :-1].float()
+    logp = torch.gather(F.log_softmax(logits, -1), 2, ids[:, 1:, None]).squeeze(-1)
+    return (logp * resp[:, 1:]).sum(-1)
+
+
+@torch.no_grad()
+def pair_logps(model, pairs: Sequence[EncodedPair], pad_id: int, batch_size: int = 16,
+               desc: str = "log-probs") -> tuple[np.ndarray, np.ndarray]:
+    """log pi(y+|x) and log pi(y-|x) for every pair (the reference when called before training;
+    for a peft model the adapters are disabled, so the reference is the base)."""
+    model.eval()
+    device = next(model.parameters()).device
+    ctx = model.disable_adapter() if hasattr(model, "disable_adapter") else contextlib.nullcontext()
+    chosen, rejected = [], []
+    with ctx:
+        for s in tqdm(range(0, len(pairs), batch_size), desc=desc):
+            b = pairs[s:s + batch_size]
+            for out, key in ((chosen, "chosen"), (rejected, "rejected")):
+                t = [x.to(device) for x in _batch([(p.prompt, getattr(p, key)) for p in b], pad_id)]
+                out.extend(sequence_logps(model, *t).cpu().tolist())
+    return np.array(chosen), np.array(rejected)
+
+
+class PairDataset(torch.utils.data.Dataset):
+    def __init__(self, pairs: Sequence[EncodedPair]):
+        if any(math.isnan(p.ref_chosen) for p in pairs):
+            raise ValueError("reference log-probs missing: call pair_logps on the reference first")
+        self.pairs = list(pairs)
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, i: int) -> EncodedPair:
+        return self.pairs[i]
+
+
+def collate_pairs(pad_id: int):
+    def fn(batch: list[EncodedPair]) -> dict[str, torch.Tensor]:
+        ids, att, resp = _batch([(p.prompt, p.chosen) for p in batch] + [(p.prompt, p.rejected) for p in batch], pad_id)
+        return {"input_ids": ids, "attention_mask": att, "response_mask": resp,
+                "ref_chosen": torch.tensor([p.ref_chosen for p in batch]),
+                "ref_rejected": torch.tensor([p.ref_rejected for p in batch])}
+    return fn
+
+
+class SCDPOTrainer(Trainer):
+    """HF Trainer with the SC-DPO loss (vanilla DPO with ``SCDPOLoss.vanilla()``); one forward
+    over [chosen; rejected] per step."""
+
+    def __init__(self, *args, loss_weights: SCDPOLoss = SCDPOLoss(), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.loss_weights = loss_weights
+        self._window: dict[str, list[float]] = {}
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        logps = sequence_logps(model, inputs["input_ids"], inputs["attention_mask"], inputs["response_mask"])
+        chosen, rejected = logps.chunk(2)
+        loss, logs = sc_dpo_loss(chosen, rejected, inputs["ref_chosen"], inputs["ref_rejected"], self.loss_weights)
+        for k, v in logs.items():
+            self._window.setdefault(k, []).append(v)
+        return (loss, None) if return_outputs else loss
+
+    def log(self, logs: dict[str, float], *args, **kwargs) -> None:
+        logs.update({k: float(np.mean(v)) for k, v in self._window.items()})
+        self._window = {}
+        super().log(logs, *args, **kwargs)
+
+
+def make_dpo_trainer(model, tokenizer, pairs: Sequence[EncodedPair], weights: SCDPOLoss, hp: dict[str, Any],
+                     out_dir: str, seed: int = 0) -> SCDPOTrainer:
+    """One epoch (by default) at a constant LR after a linear warmup (paper: 2e-7, warmup 0.03)."""
+    n_steps = max(1, math.ceil(len(pairs) / hp["batch_size"])) * hp.get("epochs", 1)
+    args = TrainingArguments(
+        output_dir=out_dir, num_train_epochs=hp.get("epochs", 1), per_device_train_batch_size=hp["batch_size"],
+        learning_rate=hp["lr"], lr_scheduler_type="constant_with_warmup",
+        warmup_steps=max(1, math.ceil(hp.get("warmup_ratio", 0.03) * n_steps)), weight_decay=0.0,
+        max_grad_norm=1.0, logging_steps=hp.get("logging_steps", 5), save_strategy="no", report_to=[], seed=seed,
+        data_seed=seed, remove_unused_columns=False, dataloader_num_workers=0, bf16=hp.get("bf16", False),
+        disable_tqdm=hp.get("disable_tqdm", False), use_cpu=not torch.cuda.is_available())
+    return SCDPOTrainer(model=model, args=args, train_dataset=PairDataset(pairs),
+                        data_collator=collate_pairs(tokenizer.pad_token_id), loss_weights=weights)
+
+
+def read_pairs(path: str | Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]

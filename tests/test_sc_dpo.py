@@ -1,0 +1,111 @@
+"""SC-DPO (Sec. 4.2): each loss term by hand, vanilla = sigmoid DPO, sequence log-probs, training."""
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from gplan_lib.counterfactual import make_pairs
+from gplan_lib.modeling import add_latent_tokens, tiny_qwen3, train_tokenizer
+from gplan_lib.prompt import PromptOptions, build_messages
+from gplan_lib.sc_dpo import (SCDPOLoss, _batch, encode_pairs, latent_response, make_dpo_trainer, pair_logps,
+                              sc_dpo_loss, sequence_logps)
+from gplan_lib.scaffold import latent_valid
+from gplan_lib.teacher import ExpertTeacher
+from gplan_lib.world import simulate_row
+
+T = torch.tensor
+
+
+def test_each_term_by_hand():
+    # policy/ref log-probs chosen so that r+ = 0.2*(−10+12) = 0.4, r− = 0.2*(−20+19) = −0.2
+    pc, pr, rc, rr = T([-10.0]), T([-20.0]), T([-12.0]), T([-19.0])
+    w = SCDPOLoss()
+    loss, logs = sc_dpo_loss(pc, pr, rc, rr, w)
+    r_plus, r_minus = 0.4, -0.2
+    gap, center = 0.6, 0.1
+    assert logs["rewards/chosen"] == pytest.approx(r_plus) and logs["rewards/rejected"] == pytest.approx(r_minus)
+    assert logs["rewards/margins"] == pytest.approx(gap) and logs["rewards/accuracies"] == 1.0
+    assert logs["loss/dpo"] == pytest.approx(math.log(1 + math.exp(-gap)))
+    assert logs["loss/anchor"] == 0.0                                   # r+ > delta = 0
+    assert logs["loss/gap_low"] == 0.0                                  # gap above 0.10
+    assert logs["loss/gap_high"] == pytest.approx((gap - 0.20) ** 2)    # gap above 0.20
+    assert logs["loss/center"] == pytest.approx(center ** 2)
+    expected = math.log(1 + math.exp(-gap)) + 2 * (gap - 0.2) ** 2 + 3 * center ** 2
+    assert loss.item() == pytest.approx(expected)
+    # r+ < 0 and a small gap: the anchor and the lower gap bound bite.
+    loss, logs = sc_dpo_loss(T([-13.0]), T([-19.6]), T([-12.0]), T([-19.0]), w)  # r+ = -0.2, r- = -0.12
+    assert logs["loss/anchor"] == pytest.approx(0.04) and logs["loss/gap_low"] == pytest.approx((0.10 + 0.08) ** 2)
+    assert loss.item() == pytest.approx(math.log(1 + math.exp(0.08)) + 5 * 0.04 + 10 * 0.18 ** 2 + 3 * 0.16 ** 2)
+
+
+def test_vanilla_is_sigmoid_dpo_as_trl_computes_it():
+    torch.manual_seed(0)
+    pc, pr, rc, rr = (torch.randn(16) * 5 for _ in range(4))
+    loss, logs = sc_dpo_loss(pc, pr, rc, rr, SCDPOLoss.vanilla(beta=0.1))
+    # trl 1.16 DPOTrainer, loss_type="sigmoid": -logsigmoid(beta * (chosen_logratios - rejected_logratios))
+    trl = -F.logsigmoid(0.1 * ((pc - rc) - (pr - rr))).mean()
+    assert loss.item() == pytest.approx(trl.item(), rel=1e-6)
+    assert logs["loss/anchor"] >= 0 and loss.item() == pytest.approx(logs["loss/dpo"], rel=1e-6)
+
+
+def test_gradient_of_vanilla_pushes_rejected_down_without_bound_sc_dpo_does_not():
+    pc, rc, rr = T([-10.0]), T([-10.0]), T([-10.0])
+    for w, bounded in ((SCDPOLoss.vanilla(), False), (SCDPOLoss(), True)):
+        pr = T([-40.0], requires_grad=True)  # y- already far below the reference: gap = 6
+        sc_dpo_loss(pc, pr, rc, rr, w)[0].backward()
+        # d loss / d log pi(y-) > 0 means gradient descent lowers log pi(y-) further.
+        assert (pr.grad.item() > 0) != bounded
+
+
+@pytest.fixture(scope="module")
+def setup():
+    teacher = ExpertTeacher()
+    records = [rec for i in range(40) for rec in make_pairs(simulate_row(31, i), random.Random(i), teacher)][:16]
+    opts = PromptOptions.named("tiny")
+    corpus = [m["content"] for r in records for m in build_messages(r.row, opts)]
+    tok = train_tokenizer(corpus + [r.chosen for r in records], vocab_size=500)
+    add_latent_tokens(tok)
+    torch.manual_seed(0)
+    model = tiny_qwen3(tok, dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
+                                 head_dim=16, intermediate_size=64, max_position_embeddings=1024))
+    return model, tok, [r.as_record() for r in records], opts
+
+
+def test_latent_response_is_a_valid_latent_output(setup):
+    _, _, records, _ = setup
+    for r in records:
+        assert latent_valid(latent_response(r["chosen"]))[0]
+
+
+def test_sequence_logps_sum_response_tokens_only(setup):
+    model, tok, records, opts = setup
+    pairs = encode_pairs(records[:3], tok, opts)
+    ids, att, resp = _batch([(p.prompt, p.chosen) for p in pairs], tok.pad_token_id)
+    got = sequence_logps(model, ids, att, resp)
+    for i, p in enumerate(pairs):
+        seq = torch.tensor([p.prompt + p.chosen])
+        logp = F.log_softmax(model(input_ids=seq).logits[0, :-1], -1)
+        manual = sum(logp[len(p.prompt) - 1 + k, t].item() for k, t in enumerate(p.chosen))
+        assert got[i].item() == pytest.approx(manual, rel=1e-4)
+
+
+def test_training_logs_trl_names_and_starts_at_the_reference(setup, tmp_path):
+    model, tok, records, opts = setup
+    pairs = encode_pairs(records, tok, opts)
+    ref_c, ref_r = pair_logps(model, pairs, tok.pad_token_id, batch_size=8)
+    for p, c, r in zip(pairs, ref_c, ref_r):
+        p.ref_chosen, p.ref_rejected = float(c), float(r)
+    hp = dict(batch_size=4, lr=1e-3, logging_steps=1, disable_tqdm=True)
+    tr = make_dpo_trainer(model, tok, pairs, SCDPOLoss(), hp, str(tmp_path))
+    tr.train()
+    logs = [l for l in tr.state.log_history if "loss" in l]
+    first = logs[0]
+    for key in ("rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies", "logps/chosen",
+                "logps/rejected", "loss/anchor", "loss/gap_low", "loss/gap_high", "loss/center"):
+        assert key in first
+    assert first["rewards/chosen"] == pytest.approx(0.0, abs=1e-5)  # policy == reference at step 0
+    assert len(logs) == 4
