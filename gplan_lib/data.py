@@ -46,7 +46,7 @@ def _time(optional: bool):
         try:
             datetime.strptime(v, TIME_FORMAT)
         except ValueError:
-            return f"must be a time 'YYYY-MM-DD HH:MM:SS'" + (" or empty" if optional else "")
+            return "must be a time 'YYYY-MM-DD HH:MM:SS'" + (" or empty" if optional else "")
         return None
     return check
 

@@ -18,10 +18,13 @@ from .prompt import PromptOptions, build_messages
 MODEL_CARD = "gplan_config.json"
 
 
-def save_card(directory: str | Path, mode: str, options: PromptOptions, **extra) -> None:
+def model_card(mode: str, options: PromptOptions, **extra) -> dict:
     """What a saved student needs besides its weights: its mode and prompt options."""
-    Path(directory, MODEL_CARD).write_text(json.dumps({"mode": mode, "prompt_options": asdict(options), **extra},
-                                                      indent=1), encoding="utf-8")
+    return {"mode": mode, "prompt_options": asdict(options), **extra}
+
+
+def save_card(directory: str | Path, mode: str, options: PromptOptions, **extra) -> None:
+    Path(directory, MODEL_CARD).write_text(json.dumps(model_card(mode, options, **extra), indent=1), encoding="utf-8")
 
 
 class StudentPlanner:

@@ -7,8 +7,6 @@ never silently replaces them unless ``retrain`` is set).
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -18,11 +16,12 @@ import numpy as np
 import torch
 
 from .data import GsisrRow, load_rows
-from .generation import MODEL_CARD, StudentPlanner, save_card
+from .generation import StudentPlanner, model_card
 from .metrics import Scores, aggregate, score_sample
-from .modeling import add_latent_tokens, load_for_training, load_pretrained, merged, save, tiny_qwen3, train_tokenizer
+from .modeling import add_latent_tokens, load_for_training, load_pretrained, save, tiny_qwen3, train_tokenizer
 from .picd import EncodedSample, Mode, Schedule, encode, make_trainer
 from .prompt import PromptOptions, build_messages
+from .runs import config_key, train_or_reuse
 from .scaffold import latent_valid
 
 
@@ -41,10 +40,6 @@ class Run:
 RUNS = (Run("Direct-SFT", "direct", "cosine"), Run("CoT-SFT", "cot", "cosine"),
         Run("PICD (cosine)", "picd", "cosine"), Run("PICD (constant)", "picd", "constant"),
         Run("PICD (CALR)", "picd", "calr"))
-
-
-def _hash(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def evaluate_student(directory: str | Path, rows: Sequence[GsisrRow], eval_cfg: dict[str, Any], seed: int = 0,
@@ -78,7 +73,7 @@ class Experiment:
     def _init_model(self):
         """The tokenizer and initial weights every run starts from (built once, then reused)."""
         model_cfg = self.cfg["model"]
-        key = _hash({"model": model_cfg, "seed": self.seed, "data": (self.data_dir / "manifest.json").read_text()
+        key = config_key({"model": model_cfg, "seed": self.seed, "data": (self.data_dir / "manifest.json").read_text()
                      if (self.data_dir / "manifest.json").is_file() else str(self.data_dir), "prompt": self.cfg["prompt"]})
         stamp = self.init_dir / "init_key.txt"
         if stamp.is_file() and stamp.read_text() == key:
@@ -111,30 +106,20 @@ class Experiment:
         return self.work / run.slug
 
     def run_key(self, run: Run) -> str:
-        return _hash({"init": (self.init_dir / "init_key.txt").read_text(), "train": self.cfg["train"],
+        return config_key({"init": (self.init_dir / "init_key.txt").read_text(), "train": self.cfg["train"],
                       "n_train": self.cfg["n_train"], "run": asdict(run), "seed": self.seed})
 
     def train(self, run: Run, retrain: bool = False) -> list[dict[str, float]]:
-        """Train ``run`` (or reuse it); returns the trainer's log history."""
-        out = self.run_dir(run)
-        card = out / MODEL_CARD
-        if card.is_file() and json.loads(card.read_text())["key"] == self.run_key(run) and not retrain:
-            return json.loads((out / "log_history.json").read_text())
-        if card.is_file() and not retrain:
-            raise FileExistsError(f"{out} holds a run trained with another config; pass retrain=True to replace it")
-        if out.exists():
-            shutil.rmtree(out)
-        torch.manual_seed(self.seed)
-        model = load_for_training(self.init_dir, self.tokenizer, self.cfg["model"])
-        trainer = make_trainer(model, self.tokenizer, self.samples, run.mode, run.schedule, self.cfg["train"],
-                               str(out / "trainer"), seed=self.seed)
-        trainer.train()
-        save(merged(trainer.model), self.tokenizer, out)
-        shutil.rmtree(out / "trainer", ignore_errors=True)
-        save_card(out, run.mode, self.options, key=self.run_key(run), schedule=run.schedule, b_star=trainer.b_star,
-                  steps_per_epoch=trainer.steps_per_epoch)
-        (out / "log_history.json").write_text(json.dumps(trainer.state.log_history))
-        return trainer.state.log_history
+        """Train ``run`` from the initial weights (or reuse it); returns the trainer's log history."""
+        def build(trainer_dir: str):
+            torch.manual_seed(self.seed)
+            model = load_for_training(self.init_dir, self.tokenizer, self.cfg["model"])
+            return make_trainer(model, self.tokenizer, self.samples, run.mode, run.schedule, self.cfg["train"],
+                                trainer_dir, seed=self.seed)
+
+        return train_or_reuse(self.run_dir(run), self.run_key(run), retrain, build, self.tokenizer,
+                              lambda tr: model_card(run.mode, self.options, schedule=run.schedule, b_star=tr.b_star,
+                                                    steps_per_epoch=tr.steps_per_epoch))
 
     def evaluate(self, run: Run, rows: Sequence[GsisrRow] | None = None) -> tuple[Scores, list[dict]]:
         """Label metrics, validity and Latent-Valid of a run's greedy outputs (batched)."""

@@ -3,9 +3,7 @@ bidirectional counterfactual pairs, with the context-sensitivity measures that n
 preference accuracy on held-out pairs and the generation-level flip rate."""
 from __future__ import annotations
 
-import hashlib
 import json
-import shutil
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -15,16 +13,13 @@ import torch
 from .data import GsisrRow
 from .generation import MODEL_CARD, StudentPlanner
 from .metrics import nes
-from .modeling import load_for_training, merged, save
+from .modeling import load_for_training
 from .parsing import parse_output
 from .prompt import PromptOptions
+from .runs import config_key, train_or_reuse
 from .sc_dpo import SCDPOLoss, encode_pairs, make_dpo_trainer, pair_logps, read_pairs
 
 VARIANTS = {"+ Vanilla DPO": "vanilla", "+ SC-DPO": "sc"}
-
-
-def _key(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 class DPOExperiment:
@@ -47,7 +42,7 @@ class DPOExperiment:
     def _reference(self) -> None:
         """Reference log-probs of the PICD model on every training pair, computed once and cached."""
         cache = self.work / "reference_logps.json"
-        key = _key({"base": self.base_key, "pairs": self.cfg["n_pairs"]})
+        key = config_key({"base": self.base_key, "pairs": self.cfg["n_pairs"]})
         if cache.is_file() and json.loads(cache.read_text())["key"] == key:
             ref = json.loads(cache.read_text())
         else:
@@ -69,26 +64,16 @@ class DPOExperiment:
 
     def train(self, variant: str, retrain: bool = False) -> list[dict[str, float]]:
         """Train one variant from the PICD checkpoint (or reuse it); returns its log history."""
-        out = self.run_dir(variant)
-        key = _key({"base": self.base_key, "cfg": self.cfg, "variant": variant, "seed": self.seed})
-        card = out / MODEL_CARD
-        if card.is_file() and json.loads(card.read_text()).get("key") == key and not retrain:
-            return json.loads((out / "log_history.json").read_text())
-        if card.is_file() and not retrain:
-            raise FileExistsError(f"{out} holds a run trained with another config; pass retrain=True to replace it")
-        if out.exists():
-            shutil.rmtree(out)
-        torch.manual_seed(self.seed)
-        model = load_for_training(self.base, self.tokenizer, self.model_cfg)
-        trainer = make_dpo_trainer(model, self.tokenizer, self.train_pairs, self.weights(variant), self.cfg["train"],
-                                   str(out / "trainer"), seed=self.seed)
-        trainer.train()
-        save(merged(trainer.model), self.tokenizer, out)
-        shutil.rmtree(out / "trainer", ignore_errors=True)
+        def build(trainer_dir: str):
+            torch.manual_seed(self.seed)
+            model = load_for_training(self.base, self.tokenizer, self.model_cfg)
+            return make_dpo_trainer(model, self.tokenizer, self.train_pairs, self.weights(variant), self.cfg["train"],
+                                    trainer_dir, seed=self.seed)
+
+        key = config_key({"base": self.base_key, "cfg": self.cfg, "variant": variant, "seed": self.seed})
         base_card = json.loads((self.base / MODEL_CARD).read_text())
-        card.write_text(json.dumps({**base_card, "key": key, "dpo_variant": variant}, indent=1))
-        (out / "log_history.json").write_text(json.dumps(trainer.state.log_history))
-        return trainer.state.log_history
+        return train_or_reuse(self.run_dir(variant), key, retrain, build, self.tokenizer,
+                              lambda tr: {**base_card, "dpo_variant": variant})
 
     def preference_accuracy(self, directory: str | Path) -> float:
         """Share of held-out pair records where log pi(y+|x) > log pi(y-|x)."""

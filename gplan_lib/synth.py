@@ -16,7 +16,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
-import matplotlib.pyplot as plt
 from tqdm.auto import tqdm
 
 from .counterfactual import make_pairs
@@ -198,8 +197,10 @@ def ensure_dataset(cfg: SynthConfig, out_dir: str | Path, overwrite: bool = Fals
     return synthesize(cfg, out, overwrite=True if manifest_path.is_file() else overwrite)
 
 
-def plot_rejections(report: dict[str, Any], path: str | Path | None = None) -> plt.Figure:
+def plot_rejections(report: dict[str, Any], path: str | Path | None = None):
     """Rejected candidates by rule (coloured by tier), and injected mistakes vs caught."""
+    import matplotlib.pyplot as plt  # only the notebook draws; the CLI stays light
+
     fig, (a, b) = plt.subplots(1, 2, figsize=(13, 4))
     rules = list(report["by_rule"])
     colours = {"format": "tab:blue", "schema": "tab:orange", "logic": "tab:green"}

@@ -10,7 +10,7 @@ import torch
 from gplan_lib.cli import main
 from gplan_lib.data import write_gsisr_csv
 from gplan_lib.generation import StudentPlanner, save_card
-from gplan_lib.modeling import (add_latent_tokens, chat_prompt, load_for_training, load_pretrained, merged, save,
+from gplan_lib.modeling import (chat_prompt, load_for_training, load_pretrained, merged, save,
                                 tiny_qwen3, train_tokenizer)
 from gplan_lib.prompt import PromptOptions, build_messages, render_chatml
 from gplan_lib.scaffold import LATENT_TOKENS

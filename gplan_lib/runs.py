@@ -1,0 +1,41 @@
+"""Trained runs as directories: weights, tokenizer, a model card with the config key, the log
+history. A run is reused when its key matches; a run trained with another config is never
+replaced unless asked (the trained weights are the user's product)."""
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+from typing import Any, Callable
+
+from transformers import Trainer
+
+from .generation import MODEL_CARD
+from .modeling import merged, save
+
+
+def config_key(obj: Any) -> str:
+    """A short, stable hash of a JSON-able config."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def train_or_reuse(out: Path, key: str, retrain: bool, build: Callable[[str], Trainer], tokenizer,
+                   card: Callable[[Trainer], dict[str, Any]]) -> list[dict[str, Any]]:
+    """Reuse ``out`` if its card has ``key``; otherwise train ``build(trainer_dir)`` and save the run.
+    Returns the trainer's log history."""
+    card_path = out / MODEL_CARD
+    if card_path.is_file():
+        if json.loads(card_path.read_text()).get("key") == key and not retrain:
+            return json.loads((out / "log_history.json").read_text())
+        if not retrain:
+            raise FileExistsError(f"{out} holds a run trained with another config; pass retrain=True to replace it")
+    if out.exists():
+        shutil.rmtree(out)
+    trainer = build(str(out / "trainer"))
+    trainer.train()
+    save(merged(trainer.model), tokenizer, out)
+    shutil.rmtree(out / "trainer", ignore_errors=True)
+    card_path.write_text(json.dumps({**card(trainer), "key": key}, indent=1))
+    (out / "log_history.json").write_text(json.dumps(trainer.state.log_history))
+    return trainer.state.log_history

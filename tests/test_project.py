@@ -1,0 +1,41 @@
+"""Project conventions: notebooks are committed clean with a papermill `parameters` cell that reads
+$GPLAN_SCALE, and every named scale configures every notebook."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from gplan_lib.config import load_scale, scale_names
+from gplan_lib.paths import REPO
+
+NOTEBOOKS = sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+
+
+def test_notebooks_exist_in_order():
+    assert [p.name[:2] for p in NOTEBOOKS] == [f"{i:02d}" for i in range(len(NOTEBOOKS))] and len(NOTEBOOKS) >= 4
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_is_clean_and_parameterised(path):
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    assert all(not c.get("outputs") and c.get("execution_count") is None for c in code), "commit notebooks clean"
+    first = code[0]
+    assert "parameters" in first["metadata"].get("tags", []), "papermill runs a notebook without one silently"
+    assert 'os.environ.get("GPLAN_SCALE", "cpu")' in "".join(first["source"])
+    longest = max(len("".join(c["source"]).splitlines()) for c in code)
+    assert longest <= 30, "a cell longer than a screen is library code in the wrong place"
+
+
+def test_every_scale_configures_every_stage():
+    for name in scale_names():
+        cfg = load_scale(name)
+        assert {"synth", "picd", "sc_dpo"} <= set(cfg), name
+        assert cfg["picd"]["train"]["polish_lr"] < cfg["picd"]["train"]["lr"], name
+    full = load_scale("full-4b")["picd"]["train"]
+    assert (full["epochs"], full["b_star"], full["lr"], full["polish_lr"], full["warmup_ratio"]) == (13, 9, 5e-6, 1e-6, 0.01)
+    dpo = load_scale("full-4b")["sc_dpo"]
+    assert dpo["train"]["lr"] == 2e-7 and dpo["loss"]["beta"] == 0.2 and dpo["loss"]["lambda_gl"] == 10.0
+    with pytest.raises(ValueError, match="unknown scale 'huge'"):
+        load_scale("huge")
