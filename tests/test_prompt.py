@@ -37,8 +37,8 @@ def test_chatml_ends_at_the_assistant_turn():
 
 
 def test_unknown_preset_is_named():
-    with pytest.raises(ValueError, match="unknown prompt preset 'tiny'"):
-        PromptOptions.named("tiny")
+    with pytest.raises(ValueError, match="unknown prompt preset 'huge'"):
+        PromptOptions.named("huge")
 
 
 def test_released_rows_compact_prompts_are_shorter(calibration_rows):
