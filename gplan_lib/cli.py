@@ -82,6 +82,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--out", required=True)
     p.add_argument("--train", help="training CSV (for --model majority)")
     p.add_argument("--overwrite", action="store_true")
+    p = sub.add_parser("train", help="train one Table 2/3 run at a named scale (also under `accelerate launch`)")
+    p.add_argument("--scale", required=True)
+    p.add_argument("--run", required=True, help="direct-cosine | cot-cosine | picd-cosine | picd-constant | picd-calr")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--deepspeed", help="DeepSpeed config, e.g. configs/ds_zero3.json")
+    p.add_argument("--retrain", action="store_true")
     p = sub.add_parser("rationalize", help="add structured reasoning to JSON-only labels")
     p.add_argument("src")
     p.add_argument("dst")
@@ -104,6 +110,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             records = predict(planner(args.model, args.train), rows)
         write_predictions(records, args.out, overwrite=args.overwrite)
         print(f"wrote {len(records)} predictions to {args.out}")
+        return 0
+    if args.command == "train":
+        from .config import load_scale, run_dirs  # torch/transformers only when training
+        from .paths import REPO
+        from .picd_experiment import RUNS, Experiment
+        runs = {r.slug: r for r in RUNS}
+        if args.run not in runs:
+            raise SystemExit(f"unknown run {args.run!r}; choose one of {sorted(runs)}")
+        exp = Experiment(load_scale(args.scale)["picd"], run_dirs(args.scale).data, REPO / "checkpoints" / args.scale,
+                         seed=args.seed)
+        history = exp.train(runs[args.run], retrain=args.retrain, deepspeed=args.deepspeed)
+        print(f"{args.run}: {len([h for h in history if 'loss' in h])} logged steps; saved to {exp.run_dir(runs[args.run])}")
         return 0
     if args.command == "rationalize":
         print(json.dumps(rationalize_csv(args.src, args.dst, overwrite=args.overwrite)))

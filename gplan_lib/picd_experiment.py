@@ -67,7 +67,9 @@ class Experiment:
         self.test_rows = load_rows(self.data_dir / "test.csv")[: cfg["n_eval"]]
         self.work.mkdir(parents=True, exist_ok=True)
         self.init_dir = self.work / "init"
-        self.tokenizer = self._init_model()
+        from accelerate import PartialState
+        with PartialState().main_process_first():  # under `accelerate launch`, rank 0 builds, the rest reuse
+            self.tokenizer = self._init_model()
         self.samples: list[EncodedSample] = encode(self.train_rows, self.tokenizer, self.options, cfg["max_len"])
 
     def _init_model(self):
@@ -109,12 +111,14 @@ class Experiment:
         return config_key({"init": (self.init_dir / "init_key.txt").read_text(), "train": self.cfg["train"],
                       "n_train": self.cfg["n_train"], "run": asdict(run), "seed": self.seed})
 
-    def train(self, run: Run, retrain: bool = False) -> list[dict[str, float]]:
-        """Train ``run`` from the initial weights (or reuse it); returns the trainer's log history."""
+    def train(self, run: Run, retrain: bool = False, deepspeed: str | None = None) -> list[dict[str, float]]:
+        """Train ``run`` from the initial weights (or reuse it); returns the trainer's log history.
+        ``deepspeed``: a DeepSpeed config for multi-GPU runs (an execution setting, not part of the key)."""
         def build(trainer_dir: str):
             torch.manual_seed(self.seed)
             model = load_for_training(self.init_dir, self.tokenizer, self.cfg["model"])
-            return make_trainer(model, self.tokenizer, self.samples, run.mode, run.schedule, self.cfg["train"],
+            hp = {**self.cfg["train"], **({"deepspeed": deepspeed} if deepspeed else {})}
+            return make_trainer(model, self.tokenizer, self.samples, run.mode, run.schedule, hp,
                                 trainer_dir, seed=self.seed)
 
         return train_or_reuse(self.run_dir(run), self.run_key(run), retrain, build, self.tokenizer,

@@ -34,8 +34,13 @@ def train_or_reuse(out: Path, key: str, retrain: bool, build: Callable[[str], Tr
         shutil.rmtree(out)
     trainer = build(str(out / "trainer"))
     trainer.train()
-    save(merged(trainer.model), tokenizer, out)
-    shutil.rmtree(out / "trainer", ignore_errors=True)
-    card_path.write_text(json.dumps({**card(trainer), "key": key}, indent=1))
-    (out / "log_history.json").write_text(json.dumps(trainer.state.log_history))
+    if trainer.is_deepspeed_enabled:  # ZeRO-3 shards the weights: the Trainer gathers and saves them
+        trainer.save_model(str(out))
+    elif trainer.is_world_process_zero():
+        save(merged(trainer.model), tokenizer, out)
+    if trainer.is_world_process_zero():
+        tokenizer.save_pretrained(out)
+        shutil.rmtree(out / "trainer", ignore_errors=True)
+        card_path.write_text(json.dumps({**card(trainer), "key": key}, indent=1))
+        (out / "log_history.json").write_text(json.dumps(trainer.state.log_history))
     return trainer.state.log_history
