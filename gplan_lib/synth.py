@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 from .counterfactual import make_pairs
 from .data import GsisrRow, write_gsisr_csv
 from .noisy_teacher import MISTAKES, corrupt
+from .paper import FILTER_REJECTION_RATE
 from .parsing import parse_output
 from .rule_filter import check_output
 from .teacher import ExpertTeacher
@@ -37,7 +38,7 @@ class SynthConfig:
     n: int = 2000                # accepted samples (train + test)
     seed: int = 0
     test_size: int = 200
-    noise_rate: float = 0.289    # share of candidates with an LLM-like mistake (the paper removes 28.9%)
+    noise_rate: float = FILTER_REJECTION_RATE  # share of candidates with an LLM-like mistake (paper: 28.9% removed)
     temperature: float = 1.0     # teacher variation
     pair_anchors: int = 500      # train anchors tried for counterfactual pairs (test: test_size // 2)
     n_seeds: int = 100
