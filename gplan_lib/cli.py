@@ -13,7 +13,7 @@ from .planners import planner, predict, write_predictions
 from .rationalize import rationalize_csv
 from .rule_filter import report_csv
 from .scaffold import LATENT_RE, latent_valid
-from .synth import SynthConfig, synthesize
+from .synth import SynthConfig, ensure_dataset, synthesize
 
 
 def _read_predictions(path: str | Path, gold_ids: Sequence[str]) -> list[str]:
@@ -67,12 +67,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     p.add_argument("--json", action="store_true")
     p = sub.add_parser("synth", help="synthesise a dataset (world, teacher, filter, pairs, seeds, manifest)")
-    p.add_argument("--n", type=int, required=True, help="accepted samples, train + test")
+    size = p.add_mutually_exclusive_group(required=True)
+    size.add_argument("--n", type=int, help="accepted samples, train + test")
+    size.add_argument("--scale", help="a named scale of configs/scales.yaml (writes data/synth/<scale>/ as notebook 01)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--test-size", type=int, default=None, help="default: 1%% of n, at least 1")
     p.add_argument("--pair-anchors", type=int, default=None, help="default: 10%% of the train rows")
     p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--out", required=True)
+    p.add_argument("--out", help="output folder (required with --n)")
     p.add_argument("--overwrite", action="store_true")
     p = sub.add_parser("predict", help="write PRED.jsonl for a GSISR CSV with a planner or model")
     p.add_argument("--model", required=True, help="teacher | three-rule | majority | a saved student's directory")
@@ -95,10 +97,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if args.command == "synth":
-        test_size = args.test_size if args.test_size is not None else max(1, args.n // 100)
-        anchors = args.pair_anchors if args.pair_anchors is not None else (args.n - test_size) // 10
-        cfg = SynthConfig(n=args.n, seed=args.seed, test_size=test_size, pair_anchors=anchors, workers=args.workers)
-        manifest = synthesize(cfg, args.out, overwrite=args.overwrite)
+        if args.scale:
+            from .config import load_scale, run_dirs
+            cfg = SynthConfig(seed=args.seed, workers=args.workers, **load_scale(args.scale)["synth"])
+            manifest = ensure_dataset(cfg, args.out or run_dirs(args.scale).data, overwrite=args.overwrite)
+        else:
+            if not args.out:
+                raise SystemExit("gplan synth --n N needs --out DIR")
+            test_size = args.test_size if args.test_size is not None else max(1, args.n // 100)
+            anchors = args.pair_anchors if args.pair_anchors is not None else (args.n - test_size) // 10
+            cfg = SynthConfig(n=args.n, seed=args.seed, test_size=test_size, pair_anchors=anchors, workers=args.workers)
+            manifest = synthesize(cfg, args.out, overwrite=args.overwrite)
         print(json.dumps(manifest["counts"], ensure_ascii=False))
         return 0
     if args.command == "predict":

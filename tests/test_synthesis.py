@@ -164,3 +164,13 @@ def test_predict_cli_writes_what_score_reads(tmp_path, capsys):
     assert s["validity"] == 1.0 and s["n"] == 20
     with pytest.raises(ValueError, match="pass --train"):
         main(["predict", "--model", "majority", "--data", str(d / "test.csv"), "--out", str(tmp_path / "m.jsonl")])
+
+
+def test_synth_by_scale_matches_the_notebook_config(tmp_path, capsys):
+    assert main(["synth", "--scale", "ci", "--out", str(tmp_path / "s"), "--workers", "1"]) == 0
+    manifest = json.loads((tmp_path / "s" / "manifest.json").read_text())
+    from gplan_lib.config import load_scale
+    assert {k: manifest["config"][k] for k in load_scale("ci")["synth"]} == load_scale("ci")["synth"]
+    assert main(["synth", "--scale", "ci", "--out", str(tmp_path / "s")]) == 0  # reused, not rebuilt
+    with pytest.raises(SystemExit, match="needs --out"):
+        main(["synth", "--n", "10"])
