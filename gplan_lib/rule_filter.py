@@ -146,5 +146,5 @@ def report_csv(csv_path: str | Path) -> dict[str, Any]:
             failures[idx] = {"id": row.id, "row": idx, "violations": [v.as_dict() for v in violations]}
     ordered = [failures[k] for k in sorted(failures)]
     by_rule = Counter(f"{v['tier']}/{v['rule']}" for f in ordered for v in f["violations"])
-    return {"file": str(csv_path), "n_rows": loaded.n_read, "n_failed": len(ordered),
+    return {"file": Path(csv_path).name, "n_rows": loaded.n_read, "n_failed": len(ordered),
             "by_rule": dict(sorted(by_rule.items())), "failures": ordered}
