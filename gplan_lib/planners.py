@@ -1,6 +1,5 @@
-"""Planners reachable through ``gplan predict``: the teacher and the two floors now; trained
-students (notebook 02 on) plug in here with the same interface, ``plan(row) -> Plan`` or
-``generate(rows) -> outputs``."""
+"""Planners without a model, reachable through ``gplan predict``: the offline teacher and the two
+floors. Trained students go through ``generation.StudentPlanner`` and write the same PRED.jsonl."""
 from __future__ import annotations
 
 import json
