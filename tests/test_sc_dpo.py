@@ -109,3 +109,23 @@ def test_training_logs_trl_names_and_starts_at_the_reference(setup, tmp_path):
         assert key in first
     assert first["rewards/chosen"] == pytest.approx(0.0, abs=1e-5)  # policy == reference at step 0
     assert len(logs) == 4
+
+
+def test_lora_policy_reference_is_the_adapter_disabled_base(setup):
+    from peft import LoraConfig, get_peft_model
+
+    model, tok, records, opts = setup
+    pairs = encode_pairs(records[:4], tok, opts)
+    base_c, base_r = pair_logps(model, pairs, tok.pad_token_id)
+    policy = get_peft_model(model, LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj", "v_proj"]))
+    with torch.no_grad():  # make the adapter change the outputs
+        for n, p in policy.named_parameters():
+            if "lora_B" in n:
+                p.normal_(0, 0.5)
+    ref_c, ref_r = pair_logps(policy, pairs, tok.pad_token_id)
+    assert ref_c == pytest.approx(base_c, rel=1e-5) and ref_r == pytest.approx(base_r, rel=1e-5)
+    ids, att, resp = _batch([(p.prompt, p.chosen) for p in pairs], tok.pad_token_id)
+    with torch.no_grad():
+        adapted = sequence_logps(policy, ids, att, resp).numpy()
+    assert abs(adapted - base_c).max() > 1e-3
+    policy.unload()  # leave the shared fixture model as it was
