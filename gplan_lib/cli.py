@@ -12,7 +12,7 @@ from .metrics import aggregate, score_sample
 from .planners import planner, predict, write_predictions
 from .rationalize import rationalize_csv
 from .rule_filter import report_csv
-from .scaffold import LATENT_RE, latent_valid
+from .scaffold import LATENT_RE
 from .synth import SynthConfig, ensure_dataset, synthesize
 
 
@@ -42,11 +42,8 @@ def score_report(pred_path: str | Path, gold_path: str | Path, seed: int = 0) ->
     """Acc@1, NDCG@3, NES and rule validity of a PRED.jsonl against a gold GSISR CSV."""
     rows = read_gsisr_csv(gold_path).rows
     outputs = _read_predictions(pred_path, [r.id for r in rows])
-    per = [score_sample(o, r.plan) for o, r in zip(outputs, rows)]
-    if any(LATENT_RE.search(o) for o in outputs):  # predictions carry a latent prefix (Sec. 5.1.3)
-        for s, o in zip(per, outputs):
-            s["latent_valid"] = float(latent_valid(o)[0])
-    return aggregate(per, seed=seed).summary()
+    latent = any(LATENT_RE.search(o) for o in outputs)  # predictions carry a latent prefix (Sec. 5.1.3)
+    return aggregate([score_sample(o, r.plan, latent) for o, r in zip(outputs, rows)], seed=seed).summary()
 
 
 def _print_table(summary: dict[str, Any]) -> None:

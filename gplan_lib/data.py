@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Iterable, Literal
 
 from .intents import Plan
-from .parsing import parse_output
+from .parsing import ParsedOutput, parse_output
 
 PROFILE_COLUMNS = tuple(f"profile_feat_{i}" for i in range(1, 15))
 TRIGGER_COLUMNS = tuple(f"trigger_{i}" for i in range(1, 8))
@@ -90,6 +90,14 @@ class GsisrRow:
     """One GSISR sample; ``cells`` maps every column to its raw string."""
 
     cells: dict[str, str]
+    _label: tuple[str, ParsedOutput] | None = field(default=None, init=False, repr=False, compare=False)
+
+    def parsed_label(self) -> ParsedOutput:
+        """``raw_labels`` parsed, once per label text (rows are read far more often than changed)."""
+        text = self.cells["raw_labels"]
+        if self._label is None or self._label[0] != text:
+            self._label = (text, parse_output(text))
+        return self._label[1]
 
     def __getitem__(self, column: str) -> str:
         return self.cells[column]
@@ -105,12 +113,12 @@ class GsisrRow:
     @property
     def plan(self) -> Plan:
         """The gold intent sequence from ``raw_labels`` (any reasoning prefix removed)."""
-        return parse_output(self.cells["raw_labels"]).plan
+        return self.parsed_label().plan
 
     @property
     def thought(self) -> str | None:
         """The inner text of the label's <THOUGHT> block, if the label carries one."""
-        return parse_output(self.cells["raw_labels"]).thought
+        return self.parsed_label().thought
 
     def replace(self, **cells: str) -> "GsisrRow":
         """A copy with some cells changed (used for counterfactual contexts)."""

@@ -18,7 +18,8 @@ import numpy as np
 
 from .intents import TAG, TOOL_KEY
 from .parsing import parse_output
-from .rule_filter import check_output
+from .rule_filter import check_parsed
+from .scaffold import latent_valid
 
 INS_DEL, TOOL_SUB, PARAM_SUB = 1.0, 1.0, 0.3
 METRICS = ("acc1", "ndcg3", "nes")
@@ -70,13 +71,17 @@ def nes(pred: Sequence[Mapping], gold: Sequence[Mapping]) -> float:
     return min(1.0, max(0.0, 1.0 - d / (max(len(pred), len(gold)) * max(INS_DEL, TOOL_SUB))))
 
 
-def score_sample(output: str, gold: Sequence[Mapping]) -> dict[str, float]:
-    """All per-sample scores of one raw model output against a gold plan."""
-    pred = parse_output(output).plan
-    valid = float(not check_output(output))
-    if not pred:
-        return {"acc1": 0.0, "ndcg3": 0.0, "nes": 0.0, "validity": valid}
-    return {"acc1": acc_at_1(pred, gold), "ndcg3": ndcg_at_3(pred, gold), "nes": nes(pred, gold), "validity": valid}
+def score_sample(output: str, gold: Sequence[Mapping], latent: bool = False) -> dict[str, float]:
+    """All per-sample scores of one raw model output against a gold plan (the output is parsed
+    once); with ``latent``, also Latent-Valid (Sec. 5.1.3)."""
+    parsed = parse_output(output)
+    pred = parsed.plan
+    scores = {"acc1": 0.0, "ndcg3": 0.0, "nes": 0.0} if not pred else {
+        "acc1": acc_at_1(pred, gold), "ndcg3": ndcg_at_3(pred, gold), "nes": nes(pred, gold)}
+    scores["validity"] = float(not check_parsed(parsed))
+    if latent:
+        scores["latent_valid"] = float(latent_valid(output, len(pred))[0])
+    return scores
 
 
 def bootstrap_ci(values: Sequence[float], n_boot: int = 1000, seed: int = 0,

@@ -22,7 +22,6 @@ from .modeling import add_latent_tokens, load_for_training, load_pretrained, sav
 from .picd import EncodedSample, Mode, Schedule, encode, make_trainer
 from .prompt import PromptOptions, build_messages
 from .runs import config_key, train_or_reuse
-from .scaffold import latent_valid
 
 
 @dataclass(frozen=True)
@@ -47,12 +46,8 @@ def evaluate_student(directory: str | Path, rows: Sequence[GsisrRow], eval_cfg: 
     """Greedy outputs of a saved student on labelled rows, scored: Acc@1, NDCG@3, NES, validity,
     Latent-Valid and generated tokens per sample (with bootstrap intervals)."""
     records = StudentPlanner(directory).generate(rows, eval_cfg["batch_size"], eval_cfg["max_new_tokens"], desc=desc)
-    per = []
-    for rec, row in zip(records, rows):
-        s = score_sample(rec["output"], row.plan)
-        s["latent_valid"] = float(latent_valid(rec["output"])[0])
-        s["new_tokens"] = float(rec["new_tokens"])
-        per.append(s)
+    per = [{**score_sample(rec["output"], row.plan, latent=True), "new_tokens": float(rec["new_tokens"])}
+           for rec, row in zip(records, rows)]
     return aggregate(per, seed=seed), records
 
 

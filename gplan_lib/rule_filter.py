@@ -123,7 +123,11 @@ def check_output(text: str) -> list[Violation]:
     """All tiers on a label or raw model output. Returns [] when the sample passes."""
     if not isinstance(text, str):
         return [_v("json_missing", None, f"expected text, got {type(text).__name__}")]
-    parsed = parse_output(text)
+    return check_parsed(parse_output(text))
+
+
+def check_parsed(parsed: ParsedOutput) -> list[Violation]:
+    """All tiers on an output that has already been parsed."""
     return check_format(parsed) + check_schema(parsed.plan) + check_logic(parsed.plan)
 
 

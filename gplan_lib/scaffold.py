@@ -75,10 +75,11 @@ def sample_stage(epoch: int, n_blocks: int) -> int:
     return max(0, min(epoch - 1, n_blocks))
 
 
-def latent_valid(text: str) -> tuple[bool, str]:
+def latent_valid(text: str, plan_len: int | None = None) -> tuple[bool, str]:
     """Latent-Valid (Sec. 5.1.3): a single <THOUGHT> block holding exactly the scaffold
     C, S, T_1..T_|Y| (no repeats, no out-of-order tokens, no raw XML tags, nothing else), and
-    |Y| equal to the JSON plan length. Returns (valid, reason)."""
+    |Y| equal to the JSON plan length (``plan_len`` when the caller has parsed it already).
+    Returns (valid, reason)."""
     blocks = THOUGHT_RE.findall(text)
     if len(blocks) != 1 or text.count("<THOUGHT>") != 1 or text.count("</THOUGHT>") != 1:
         return False, f"{len(blocks)} closed THOUGHT blocks (need exactly one)"
@@ -89,7 +90,7 @@ def latent_valid(text: str) -> tuple[bool, str]:
     leftover = LATENT_RE.sub("", inner).strip()
     if leftover:
         return False, f"text besides latent tokens: {leftover[:30]!r}"
-    n = len(parse_output(text).plan)
+    n = len(parse_output(text).plan) if plan_len is None else plan_len
     expected = [t for tag in ("CONTEXT", "STRATEGY", *(f"STEP_{i}" for i in range(1, n + 1)))
                 for t in latent_tokens_for(tag)] if n <= MAX_STEPS else []
     if found != expected:

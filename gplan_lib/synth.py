@@ -23,7 +23,7 @@ from .data import GsisrRow, write_gsisr_csv
 from .noisy_teacher import MISTAKES, corrupt
 from .paper import FILTER_REJECTION_RATE
 from .parsing import parse_output
-from .rule_filter import check_output
+from .rule_filter import check_parsed
 from .teacher import ExpertTeacher
 from .world import simulate_row
 
@@ -58,6 +58,7 @@ class Candidate:
     cells: dict[str, str]
     mistake: str | None
     violations: list[tuple[str, str]]
+    plan_len: int
 
 
 def _candidates(args: tuple[SynthConfig, int, int]) -> list[Candidate]:
@@ -68,8 +69,9 @@ def _candidates(args: tuple[SynthConfig, int, int]) -> list[Candidate]:
         rng = random.Random((cfg.seed + 1) * 7_919_993 + i)
         demo = teacher.demonstrate(row, rng)
         label, mistake = corrupt(demo, rng) if rng.random() < cfg.noise_rate else (demo.label(), None)
+        parsed = parse_output(label)
         out.append(Candidate(i, row.replace(raw_labels=label).cells, mistake,
-                             [(v.tier, v.rule) for v in check_output(label)]))
+                             [(v.tier, v.rule) for v in check_parsed(parsed)], len(parsed.plan)))
     return out
 
 
@@ -143,7 +145,8 @@ def synthesize(cfg: SynthConfig, out_dir: str | Path, overwrite: bool = False) -
     order = list(range(len(accepted)))
     random.Random(cfg.seed).shuffle(order)
     test_idx = set(order[: cfg.test_size])
-    train = [GsisrRow(accepted[i].cells) for i in range(len(accepted)) if i not in test_idx]
+    train_idx = [i for i in range(len(accepted)) if i not in test_idx]
+    train = [GsisrRow(accepted[i].cells) for i in train_idx]
     test = [GsisrRow(accepted[i].cells) for i in sorted(test_idx)]
 
     anchor_sets = {"pairs_train.jsonl": train[: cfg.pair_anchors], "pairs_test.jsonl": test[: cfg.test_size // 2]}
@@ -171,7 +174,7 @@ def synthesize(cfg: SynthConfig, out_dir: str | Path, overwrite: bool = False) -
         "generator": "gplan_lib.synth (offline expert teacher, simulated world)",
         "config": recorded_config(cfg),
         "counts": {"train": len(train), "test": len(test), "seeds": cfg.n_seeds, **pair_counts,
-                   "mean_plan_length": sum(len(parse_output(r["raw_labels"]).plan) for r in train) / len(train)},
+                   "mean_plan_length": sum(accepted[i].plan_len for i in train_idx) / len(train_idx)},
         "sha256": {f: sha256(out / f) for f in files},
     }
     (out / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=1), encoding="utf-8")
@@ -195,7 +198,7 @@ def ensure_dataset(cfg: SynthConfig, out_dir: str | Path, overwrite: bool = Fals
             return manifest
         if not overwrite:
             raise FileExistsError(f"{out} holds a different or modified dataset; pass overwrite=True to rebuild it")
-    return synthesize(cfg, out, overwrite=True if manifest_path.is_file() else overwrite)
+    return synthesize(cfg, out, overwrite=overwrite)
 
 
 def plot_rejections(report: dict[str, Any], path: str | Path | None = None):
