@@ -22,7 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.optim.lr_scheduler import LambdaLR
-from transformers import Trainer, TrainerCallback
+from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from .data import GsisrRow
 from .intents import dumps_plan
@@ -110,16 +110,19 @@ class CurriculumDataset(torch.utils.data.Dataset):
         return {"input_ids": s.prompt + target, "sections": [PROMPT] * len(s.prompt) + sections}
 
 
+def right_pad(seqs: Sequence[Sequence[int]], value: int) -> torch.Tensor:
+    """Sequences as one right-padded (batch, longest) tensor."""
+    out = torch.full((len(seqs), max(len(s) for s in seqs)), value, dtype=torch.long)
+    for i, s in enumerate(seqs):
+        out[i, :len(s)] = torch.tensor(s, dtype=torch.long)
+    return out
+
+
 def collate(pad_id: int):
     def fn(batch: list[dict[str, list[int]]]) -> dict[str, torch.Tensor]:
-        n = max(len(b["input_ids"]) for b in batch)
-        ids = torch.full((len(batch), n), pad_id, dtype=torch.long)
-        sec = torch.zeros((len(batch), n), dtype=torch.long)
-        mask = torch.zeros((len(batch), n), dtype=torch.long)
-        for i, b in enumerate(batch):
-            k = len(b["input_ids"])
-            ids[i, :k], sec[i, :k], mask[i, :k] = torch.tensor(b["input_ids"]), torch.tensor(b["sections"]), 1
-        return {"input_ids": ids, "attention_mask": mask, "sections": sec}
+        ids = [b["input_ids"] for b in batch]
+        return {"input_ids": right_pad(ids, pad_id), "attention_mask": right_pad([[1] * len(s) for s in ids], 0),
+                "sections": right_pad([b["sections"] for b in batch], PROMPT)}
     return fn
 
 
@@ -181,7 +184,35 @@ class CurriculumCallback(TrainerCallback):
         self.dataset.set_curriculum_epoch(state.global_step // self.steps_per_epoch + 1)
 
 
-class PICDTrainer(Trainer):
+class WindowedLogs(Trainer):
+    """A Trainer that averages extra per-step quantities (``record``) over each logging window."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._window: dict[str, list[float]] = {}
+
+    def record(self, values: dict[str, float]) -> None:
+        for k, v in values.items():
+            self._window.setdefault(k, []).append(v)
+
+    def log(self, logs: dict[str, float], *args, **kwargs) -> None:
+        logs.update({k: float(np.mean(v)) for k, v in self._window.items()})
+        self._window = {}
+        super().log(logs, *args, **kwargs)
+
+
+def training_arguments(hp: dict[str, Any], out_dir: str, seed: int, **specific) -> TrainingArguments:
+    """The settings every run shares (seeded, CPU or GPU, bf16 and DeepSpeed from ``hp``), plus ``specific``."""
+    return TrainingArguments(
+        output_dir=out_dir, num_train_epochs=hp.get("epochs", 1), per_device_train_batch_size=hp["batch_size"],
+        gradient_accumulation_steps=hp.get("grad_accum", 1), learning_rate=hp["lr"], max_grad_norm=1.0,
+        logging_steps=hp.get("logging_steps", 10), report_to=[], seed=seed, data_seed=seed,
+        remove_unused_columns=False, dataloader_num_workers=0, bf16=hp.get("bf16", False),
+        disable_tqdm=hp.get("disable_tqdm", False), use_cpu=not torch.cuda.is_available(),
+        deepspeed=hp.get("deepspeed"), **specific)
+
+
+class PICDTrainer(WindowedLogs):
     """HF Trainer with the section-normalised loss and the CALR / cosine / constant schedules."""
 
     def __init__(self, *args, schedule: Schedule = "calr", b_star: int = 9, polish_ratio: float = 0.2,
@@ -189,14 +220,12 @@ class PICDTrainer(Trainer):
         super().__init__(*args, **kwargs)
         self.schedule, self.b_star, self.polish_ratio = schedule, b_star, polish_ratio
         self.warmup_ratio, self.steps_per_epoch = warmup_ratio, steps_per_epoch
-        self._parts: dict[str, list[float]] = {}
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         sections = inputs.pop("sections")
         outputs = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])
         loss, parts = section_loss(outputs.logits, inputs["input_ids"], sections)
-        for k, v in parts.items():
-            self._parts.setdefault(k, []).append(v)
+        self.record(parts)
         return (loss, outputs) if return_outputs else loss
 
     def create_scheduler(self, num_training_steps: int, optimizer=None):
@@ -207,9 +236,6 @@ class PICDTrainer(Trainer):
         return self.lr_scheduler
 
     def log(self, logs: dict[str, float], *args, **kwargs) -> None:
-        for k, v in self._parts.items():
-            logs[k] = float(np.mean(v))
-        self._parts = {}
         if "loss" in logs:
             logs["stage"] = max(0, self.state.global_step - 1) // self.steps_per_epoch
         super().log(logs, *args, **kwargs)
@@ -229,22 +255,14 @@ def make_trainer(model, tokenizer, samples: Sequence[EncodedSample], mode: Mode,
                  hp: dict[str, Any], out_dir: str, seed: int = 0) -> PICDTrainer:
     """A trainer for one run; ``hp`` holds epochs, batch_size, grad_accum, lr (eta_struct),
     polish_lr (eta_polish), warmup_ratio, weight_decay, b_star (None: p90 of B), save/logging steps."""
-    from transformers import TrainingArguments
-
     dataset = CurriculumDataset(samples, mode)
     if hp.get("gradient_checkpointing"):
         model.gradient_checkpointing_enable()
     spe = steps_per_epoch(len(samples), hp["batch_size"], hp.get("grad_accum", 1))
     b_star = hp.get("b_star") or b_star_of(samples)
-    args = TrainingArguments(
-        output_dir=out_dir, num_train_epochs=hp["epochs"], per_device_train_batch_size=hp["batch_size"],
-        gradient_accumulation_steps=hp.get("grad_accum", 1), learning_rate=hp["lr"],
-        weight_decay=hp.get("weight_decay", 0.01), max_grad_norm=1.0, logging_steps=hp.get("logging_steps", 10),
-        save_strategy="steps" if hp.get("save_steps") else "no", save_steps=hp.get("save_steps") or 500,
-        report_to=[], seed=seed, data_seed=seed, remove_unused_columns=False, dataloader_num_workers=0,
-        bf16=hp.get("bf16", False),
-        disable_tqdm=hp.get("disable_tqdm", False), use_cpu=not torch.cuda.is_available(),
-        deepspeed=hp.get("deepspeed"))
+    args = training_arguments(hp, out_dir, seed, weight_decay=hp.get("weight_decay", 0.01),
+                              save_strategy="steps" if hp.get("save_steps") else "no",
+                              save_steps=hp.get("save_steps") or 500)
     return PICDTrainer(model=model, args=args, train_dataset=dataset, data_collator=collate(tokenizer.pad_token_id),
                        callbacks=[CurriculumCallback(dataset, spe)], schedule=schedule, b_star=b_star,
                        polish_ratio=hp["polish_lr"] / hp["lr"], warmup_ratio=hp.get("warmup_ratio", 0.01),

@@ -21,12 +21,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
-from transformers import Trainer, TrainingArguments
 
 from .data import GsisrRow
 from .intents import dumps_plan
 from .modeling import chat_prompt
 from .parsing import parse_output
+from .picd import WindowedLogs, right_pad, steps_per_epoch, training_arguments, warmup_steps
 from .prompt import PromptOptions, build_messages
 from .scaffold import Reasoning
 
@@ -103,15 +103,8 @@ def encode_pairs(records: Sequence[dict[str, Any]], tokenizer, options: PromptOp
 
 def _batch(seqs: Sequence[tuple[list[int], list[int]]], pad_id: int) -> tuple[torch.Tensor, ...]:
     """(prompt, response) pairs -> right-padded ids, attention mask and response mask."""
-    n = max(len(p) + len(r) for p, r in seqs)
-    ids = torch.full((len(seqs), n), pad_id, dtype=torch.long)
-    att = torch.zeros((len(seqs), n), dtype=torch.long)
-    resp = torch.zeros((len(seqs), n), dtype=torch.bool)
-    for i, (p, r) in enumerate(seqs):
-        ids[i, :len(p) + len(r)] = torch.tensor(p + r)
-        att[i, :len(p) + len(r)] = 1
-        resp[i, len(p):len(p) + len(r)] = True
-    return ids, att, resp
+    return (right_pad([p + r for p, r in seqs], pad_id), right_pad([[1] * (len(p) + len(r)) for p, r in seqs], 0),
+            right_pad([[0] * len(p) + [1] * len(r) for p, r in seqs], 0).bool())
 
 
 def sequence_logps(model, ids: torch.Tensor, att: torch.Tensor, resp: torch.Tensor) -> torch.Tensor:
@@ -161,40 +154,28 @@ def collate_pairs(pad_id: int):
     return fn
 
 
-class SCDPOTrainer(Trainer):
+class SCDPOTrainer(WindowedLogs):
     """HF Trainer with the SC-DPO loss (vanilla DPO with ``SCDPOLoss.vanilla()``); one forward
     over [chosen; rejected] per step."""
 
     def __init__(self, *args, loss_weights: SCDPOLoss = SCDPOLoss(), **kwargs):
         super().__init__(*args, **kwargs)
         self.loss_weights = loss_weights
-        self._window: dict[str, list[float]] = {}
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         logps = sequence_logps(model, inputs["input_ids"], inputs["attention_mask"], inputs["response_mask"])
         chosen, rejected = logps.chunk(2)
         loss, logs = sc_dpo_loss(chosen, rejected, inputs["ref_chosen"], inputs["ref_rejected"], self.loss_weights)
-        for k, v in logs.items():
-            self._window.setdefault(k, []).append(v)
+        self.record(logs)
         return (loss, None) if return_outputs else loss
-
-    def log(self, logs: dict[str, float], *args, **kwargs) -> None:
-        logs.update({k: float(np.mean(v)) for k, v in self._window.items()})
-        self._window = {}
-        super().log(logs, *args, **kwargs)
 
 
 def make_dpo_trainer(model, tokenizer, pairs: Sequence[EncodedPair], weights: SCDPOLoss, hp: dict[str, Any],
                      out_dir: str, seed: int = 0) -> SCDPOTrainer:
     """One epoch (by default) at a constant LR after a linear warmup (paper: 2e-7, warmup 0.03)."""
-    n_steps = max(1, math.ceil(len(pairs) / hp["batch_size"])) * hp.get("epochs", 1)
-    args = TrainingArguments(
-        output_dir=out_dir, num_train_epochs=hp.get("epochs", 1), per_device_train_batch_size=hp["batch_size"],
-        learning_rate=hp["lr"], lr_scheduler_type="constant_with_warmup",
-        warmup_steps=max(1, math.ceil(hp.get("warmup_ratio", 0.03) * n_steps)), weight_decay=0.0,
-        max_grad_norm=1.0, logging_steps=hp.get("logging_steps", 5), save_strategy="no", report_to=[], seed=seed,
-        data_seed=seed, remove_unused_columns=False, dataloader_num_workers=0, bf16=hp.get("bf16", False),
-        disable_tqdm=hp.get("disable_tqdm", False), use_cpu=not torch.cuda.is_available())
+    n_steps = steps_per_epoch(len(pairs), hp["batch_size"], hp.get("grad_accum", 1)) * hp.get("epochs", 1)
+    args = training_arguments(hp, out_dir, seed, lr_scheduler_type="constant_with_warmup", weight_decay=0.0,
+                              warmup_steps=warmup_steps(n_steps, hp.get("warmup_ratio", 0.03)), save_strategy="no")
     return SCDPOTrainer(model=model, args=args, train_dataset=PairDataset(pairs),
                         data_collator=collate_pairs(tokenizer.pad_token_id), loss_weights=weights)
 
