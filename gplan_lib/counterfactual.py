@@ -14,9 +14,11 @@ from datetime import date, datetime, timedelta
 from typing import Callable
 
 from .data import GsisrRow
+from .intents import describe_intent
+from .parsing import parse_output
 from .situation import CATEGORY_GROUPS, HOUR_BANDS, hour_band
 from .teacher import ExpertTeacher
-from .world import CITIES, CITY_NAMES, HOLIDAYS, time_cells
+from .world import CITIES, CITY_NAMES, HOLIDAYS, ORDER_POI_TAG, time_cells
 
 Perturbation = Callable[[GsisrRow, random.Random], GsisrRow | None]
 
@@ -57,8 +59,8 @@ def move_location(row: GsisrRow, rng: random.Random) -> GsisrRow | None:
         group = rng.choice(("shopping", "home_like", "dining", "scenic"))
         return row.replace(current_poi_name=f"p_{rng.randrange(1, 900_000)}",
                            current_tag=rng.choice(CATEGORY_GROUPS[group]))
-    tag = {"酒店": "lodging", "门票": "scenic", "加油": "fuel", "充电桩": "charging"}.get(c["trigger_1"], "shopping")
-    return row.replace(current_poi_name=c["trigger_4"], current_tag=rng.choice(CATEGORY_GROUPS[tag]),
+    group = ORDER_POI_TAG.get(c["trigger_1"], "shopping")
+    return row.replace(current_poi_name=c["trigger_4"], current_tag=rng.choice(CATEGORY_GROUPS[group]),
                        current_city=c["trigger_2"], current_district=c["trigger_3"])
 
 
@@ -114,9 +116,6 @@ def make_pairs(row: GsisrRow, rng: random.Random, teacher: ExpertTeacher | None 
 
 def describe_pair(rec_x: dict, rec_xp: dict) -> tuple[dict[str, tuple[str, str]], dict[str, list[str]]]:
     """For display: the cells that differ between x and x', and both matched plans in English."""
-    from .intents import describe_intent
-    from .parsing import parse_output
-
     changed = {k: (rec_x["row"][k], rec_xp["row"][k]) for k in rec_x["row"] if rec_x["row"][k] != rec_xp["row"][k]}
     plans = {"plan matched to x": parse_output(rec_x["chosen"]).plan, "plan matched to x'": parse_output(rec_xp["chosen"]).plan}
     n = max(len(p) for p in plans.values())

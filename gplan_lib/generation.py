@@ -23,9 +23,6 @@ def model_card(mode: str, options: PromptOptions, **extra) -> dict:
     return {"mode": mode, "prompt_options": asdict(options), **extra}
 
 
-def save_card(directory: str | Path, mode: str, options: PromptOptions, **extra) -> None:
-    Path(directory, MODEL_CARD).write_text(json.dumps(model_card(mode, options, **extra), indent=1), encoding="utf-8")
-
 
 class StudentPlanner:
     """A saved student (weights, tokenizer and gplan_config.json in one directory)."""

@@ -37,15 +37,15 @@ class DPOExperiment:
         from transformers import AutoTokenizer
         self.tokenizer = AutoTokenizer.from_pretrained(self.base)
         self.train_pairs = encode_pairs(self.train_records, self.tokenizer, self.options)
+        self.test_pairs = encode_pairs(self.test_records, self.tokenizer, self.options)
         self._reference()
 
     def _reference(self) -> None:
         """Reference log-probs of the PICD model on every training pair, computed once and cached."""
         cache = self.work / "reference_logps.json"
         key = config_key({"base": self.base_key, "pairs": self.cfg["n_pairs"]})
-        if cache.is_file() and json.loads(cache.read_text())["key"] == key:
-            ref = json.loads(cache.read_text())
-        else:
+        ref = json.loads(cache.read_text()) if cache.is_file() else {}
+        if ref.get("key") != key:
             model = load_for_training(self.base, self.tokenizer, self.model_cfg)
             c, r = pair_logps(model, self.train_pairs, self.tokenizer.pad_token_id, self.cfg["eval_batch_size"],
                               desc="reference log-probs")
@@ -79,8 +79,7 @@ class DPOExperiment:
         """Share of held-out pair records where log pi(y+|x) > log pi(y-|x)."""
         from transformers import AutoModelForCausalLM
         model = AutoModelForCausalLM.from_pretrained(directory)
-        pairs = encode_pairs(self.test_records, self.tokenizer, self.options)
-        c, r = pair_logps(model, pairs, self.tokenizer.pad_token_id, self.cfg["eval_batch_size"], desc="held-out pairs")
+        c, r = pair_logps(model, self.test_pairs, self.tokenizer.pad_token_id, self.cfg["eval_batch_size"], desc="held-out pairs")
         return float(np.mean(c > r))
 
     def flip_rate(self, directory: str | Path) -> dict[str, float]:

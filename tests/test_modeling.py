@@ -9,7 +9,7 @@ import torch
 
 from gplan_lib.cli import main
 from gplan_lib.data import write_gsisr_csv
-from gplan_lib.generation import StudentPlanner, save_card
+from gplan_lib.generation import MODEL_CARD, StudentPlanner, model_card
 from gplan_lib.modeling import (chat_prompt, load_for_training, load_pretrained, merged, save,
                                 tiny_qwen3, train_tokenizer)
 from gplan_lib.prompt import PromptOptions, build_messages, render_chatml
@@ -61,7 +61,7 @@ def test_pretrained_path_adds_latent_tokens_and_lora_trains_their_rows(base_dir)
 def test_student_predict_then_score(base_dir, rows, tmp_path, capsys):
     model, tok = load_pretrained(base_dir, dtype="float32")
     d = save(model, tok, tmp_path / "student")
-    save_card(d, "picd", PromptOptions.named("tiny"))
+    (d / MODEL_CARD).write_text(json.dumps(model_card("picd", PromptOptions.named("tiny"))))
     recs = StudentPlanner(d).generate(rows[:3], batch_size=2, max_new_tokens=8)
     assert [r["id"] for r in recs] == [r.id for r in rows[:3]]
     assert all(1 <= r["new_tokens"] <= 8 and r["latency_ms"] > 0 for r in recs)
