@@ -8,6 +8,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
@@ -37,11 +38,11 @@ class StudentPlanner:
 
     @torch.inference_mode()
     def generate(self, rows: Sequence[GsisrRow], batch_size: int = 16, max_new_tokens: int = 512,
-                 desc: str = "generate") -> list[dict]:
+                 desc: str = "generate", progress: bool = True) -> list[dict]:
         """PRED.jsonl records: id, output (special tokens dropped, latent tokens kept), latency_ms
         (wall time of the request's batch) and new_tokens (generated, up to and with EOS)."""
         tok, records = self.tokenizer, []
-        for start in tqdm(range(0, len(rows), batch_size), desc=desc):
+        for start in tqdm(range(0, len(rows), batch_size), desc=desc, disable=not progress):
             batch = rows[start:start + batch_size]
             enc = tok([chat_prompt(tok, build_messages(r, self.options)) for r in batch], return_tensors="pt",
                       padding=True, add_special_tokens=False).to(self.device)
@@ -58,3 +59,13 @@ class StudentPlanner:
                 records.append({"id": row.id, "output": tok.decode(ids[:n], skip_special_tokens=True),
                                 "latency_ms": ms, "new_tokens": n})
         return records
+
+
+def batch1_latency(planner: StudentPlanner, rows: Sequence[GsisrRow], max_new_tokens: int,
+                   desc: str = "latency") -> dict[str, float]:
+    """Mean response time and generated tokens per request at batch 1 (greedy, KV cache), after
+    two warm-up requests."""
+    planner.generate(rows[:2], 1, max_new_tokens, progress=False)
+    recs = planner.generate(rows, 1, max_new_tokens, desc=desc)
+    return {"mean_ms": float(np.mean([r["latency_ms"] for r in recs])),
+            "mean_new_tokens": float(np.mean([r["new_tokens"] for r in recs])), "n": len(recs)}

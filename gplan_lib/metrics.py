@@ -6,7 +6,9 @@
   min(3, |gold|) ideal hits; not clipped (it can exceed 1 when |gold| < 3, as released).
 - NES (Eq. 14): 1 - D / max(|pred|, |gold|), D the weighted Levenshtein distance with
   insertion/deletion 1.0, a different tool 1.0, the same tool with other parameters 0.3.
-A parse failure scores 0 on all three. Added here: rule validity and 95% bootstrap intervals.
+A parse failure scores 0 on all three. Added here: rule validity and 95% bootstrap intervals, and
+tool-level scores (parameters dropped on both sides), the way the paper scores the baselines that
+emit no parameter slots (Sec. 5.1.1).
 """
 from __future__ import annotations
 
@@ -71,17 +73,25 @@ def nes(pred: Sequence[Mapping], gold: Sequence[Mapping]) -> float:
     return min(1.0, max(0.0, 1.0 - d / (max(len(pred), len(gold)) * max(INS_DEL, TOOL_SUB))))
 
 
-def score_sample(output: str, gold: Sequence[Mapping], latent: bool = False) -> dict[str, float]:
+def score_sample(output: str, gold: Sequence[Mapping], latent: bool = False, tools: bool = False) -> dict[str, float]:
     """All per-sample scores of one raw model output against a gold plan (the output is parsed
-    once); with ``latent``, also Latent-Valid (Sec. 5.1.3)."""
+    once); with ``latent``, also Latent-Valid (Sec. 5.1.3); with ``tools``, the tool-level scores."""
     parsed = parse_output(output)
     pred = parsed.plan
     scores = {"acc1": 0.0, "ndcg3": 0.0, "nes": 0.0} if not pred else {
         "acc1": acc_at_1(pred, gold), "ndcg3": ndcg_at_3(pred, gold), "nes": nes(pred, gold)}
+    if tools:
+        scores.update(tool_level(pred, gold))
     scores["validity"] = float(not check_parsed(parsed))
     if latent:
         scores["latent_valid"] = float(latent_valid(output, len(pred))[0])
     return scores
+
+
+def tool_level(pred: Sequence[Mapping], gold: Sequence[Mapping]) -> dict[str, float]:
+    """Acc@1, NDCG@3 and NES on tool names only (``tool_acc1``, ``tool_ndcg3``, ``tool_nes``)."""
+    p, g = [{TOOL_KEY: a.get(TOOL_KEY)} for a in pred], [{TOOL_KEY: a.get(TOOL_KEY)} for a in gold]
+    return {"tool_acc1": acc_at_1(p, g), "tool_ndcg3": ndcg_at_3(p, g), "tool_nes": nes(p, g)}
 
 
 def bootstrap_ci(values: Sequence[float], n_boot: int = 1000, seed: int = 0,

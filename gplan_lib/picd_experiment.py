@@ -12,11 +12,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-import numpy as np
 import torch
 
 from .data import GsisrRow, load_rows
-from .generation import StudentPlanner, model_card
+from .generation import StudentPlanner, batch1_latency, model_card
 from .metrics import Scores, aggregate, score_sample
 from .modeling import add_latent_tokens, load_for_training, load_pretrained, save, tiny_qwen3, train_tokenizer
 from .picd import EncodedSample, Mode, Schedule, encode, make_trainer
@@ -128,9 +127,5 @@ class Experiment:
     def latency(self, run: Run, n: int | None = None) -> dict[str, float]:
         """Mean response time and generated tokens per request at batch 1 (greedy, KV cache)."""
         ev = self.cfg["eval"]
-        rows = self.test_rows[: n or ev["latency_requests"]]
-        planner = StudentPlanner(self.run_dir(run))
-        planner.generate(rows[:2], 1, ev["max_new_tokens"], desc="warm-up")
-        recs = planner.generate(rows, 1, ev["max_new_tokens"], desc=f"{run.name} latency")
-        return {"mean_ms": float(np.mean([r["latency_ms"] for r in recs])),
-                "mean_new_tokens": float(np.mean([r["new_tokens"] for r in recs])), "n": len(recs)}
+        return batch1_latency(StudentPlanner(self.run_dir(run)), self.test_rows[: n or ev["latency_requests"]],
+                              ev["max_new_tokens"], desc=f"{run.name} latency")

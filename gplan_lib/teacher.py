@@ -53,6 +53,10 @@ class ExpertTeacher:
         anchor = self._anchor(s, rng)
         return explain(row, anchor + self._continuation(s, anchor, rng))
 
+    def immediate_need(self, s: Situation) -> Intent:
+        """The first intent of the modal plan: the most pressing need the context implies."""
+        return self._anchor(s, None)[0]
+
     def _anchor(self, s: Situation, rng) -> list[Intent]:
         """The first, most pressing intents."""
         if s.at_order_poi and not s.energy:
@@ -78,7 +82,8 @@ class ExpertTeacher:
             return [travel("tool_2" if s.place == "road" else "tool_1", ORDER_DEST), simple("tool_8")]
         return [travel("tool_1", "用户短期意向" if s.order == "门票" else "调用猜你去哪模型")]
 
-    def _first_tag(self, s: Situation, rng) -> str:
+    def first_tag(self, s: Situation, rng: random.Random | None = None) -> str:
+        """The tag of the first interest: what the time and place call for."""
         if s.place == "scenic" and s.band in ("morning", "noon", "afternoon") and not s.at_order_poi:
             return "景点"
         if s.band == "late" and self._vary(rng, 0.3):
@@ -101,7 +106,7 @@ class ExpertTeacher:
         """Interests around where the user will be, then weather (and a second interest when long)."""
         heads_to_order = any(a.get(END) == ORDER_DEST for a in anchor)
         start = ORDER_DEST if heads_to_order and not self._vary(rng, 0.3) else HERE
-        first = self._first_tag(s, rng)
+        first = self.first_tag(s, rng)
         if anchor[-1][TOOL_KEY] == "tool_6" and first == "美食" and self._vary(rng, 0.2):
             steps = [{TOOL_KEY: "tool_7", TAG: "美食"}]
         else:

@@ -5,6 +5,7 @@ import pytest
 
 from gplan_lib.data import GsisrRow, load_rows
 from gplan_lib.paths import SHARED_CALIBRATION
+from helpers import FakeServer
 
 
 @pytest.fixture(scope="session")
@@ -17,3 +18,15 @@ def calibration_path():
 @pytest.fixture(scope="session")
 def calibration_rows(calibration_path) -> list[GsisrRow]:
     return load_rows(calibration_path)
+
+
+@pytest.fixture
+def server():
+    servers = []
+
+    def start(**kw):
+        servers.append(FakeServer(**kw))
+        return servers[-1]
+    yield start
+    for s in servers:
+        s.close()

@@ -1,5 +1,9 @@
-"""Small synthetic rows and plans for tests (never released rows)."""
+"""Small synthetic rows and plans for tests (never released rows), and a loopback chat server."""
 from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from gplan_lib.data import COLUMNS, GsisrRow
 
@@ -23,3 +27,42 @@ def make_row(**cells: str) -> GsisrRow:
     })
     base.update(cells)
     return GsisrRow(base)
+
+
+class FakeServer:
+    """Replies with the offline teacher's label for the last user turn, or with scripted failures."""
+
+    def __init__(self, fail_first: int = 0, status: int = 500, reply: str | None = None):
+        self.requests: list[dict] = []
+        self.headers: list[dict] = []
+        self.fail_first, self.status, self.reply = fail_first, status, reply
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 - http.server API
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                outer.requests.append(body)
+                outer.headers.append(dict(self.headers))
+                if len(outer.requests) <= outer.fail_first:
+                    self.send_response(outer.status)
+                    self.end_headers()
+                    self.wfile.write(b'{"error": "busy"}')
+                    return
+                text = outer.reply if outer.reply is not None else PLAN_OK
+                payload = json.dumps({"choices": [{"message": {"role": "assistant", "content": text}}]}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()

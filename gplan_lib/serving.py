@@ -1,0 +1,86 @@
+"""Response time under load (paper Sec. 5.5, Table 5: mean RT at a fixed QPS).
+
+A planner is served over HTTP on loopback by one worker (requests queue, as on one serving
+replica), and a client sends requests open-loop: the i-th request leaves at i / qps seconds
+whatever happened to the earlier ones, so a slow model builds a queue and its response times grow.
+Bounded in count and in time: requests still unanswered at the deadline are counted, not waited for.
+Standard library only (http.server, urllib): a loopback benchmark needs no serving framework.
+"""
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+
+from .data import GsisrRow
+
+#: A planner as the server calls it: one row in, its output text and generated tokens out.
+Respond = Callable[[GsisrRow], tuple[str, int]]
+
+
+@contextmanager
+def serve(respond: Respond) -> Iterator[str]:
+    """Serve ``respond`` at http://127.0.0.1:<free port>/plan (POST a row's cells as JSON); one
+    request is processed at a time. Yields the URL; the server stops when the block ends."""
+    lock = threading.Lock()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 - http.server API
+            cells = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            with lock:
+                output, tokens = respond(GsisrRow(cells))
+            body = json.dumps({"output": output, "new_tokens": tokens}, ensure_ascii=False).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}/plan"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def open_loop(url: str, rows: Sequence[GsisrRow], qps: float, max_seconds: float) -> dict[str, float]:
+    """Send ``rows`` to ``url`` at a fixed rate of ``qps`` (open loop); each response time counts
+    from the request's scheduled departure. Requests unanswered ``max_seconds`` after the first
+    departure are reported as ``unanswered`` and left out of the means."""
+    if qps <= 0:
+        raise ValueError("qps must be positive")
+    start = time.perf_counter() + 0.05
+    deadline = start + max_seconds
+
+    def one(i: int) -> tuple[float, int] | None:
+        due = start + i / qps
+        time.sleep(max(0.0, due - time.perf_counter()))
+        req = urllib.request.Request(url, data=json.dumps(rows[i].cells).encode(),
+                                     headers={"Content-Type": "application/json"}, method="POST")
+        try:
+            with urllib.request.urlopen(req, timeout=max(0.01, deadline - time.perf_counter())) as resp:
+                body = json.loads(resp.read())
+        except OSError:  # timed out at the deadline
+            return None
+        done = time.perf_counter()
+        return None if done > deadline else ((done - due) * 1000, body["new_tokens"])
+
+    with ThreadPoolExecutor(len(rows)) as pool:
+        results = list(pool.map(one, range(len(rows))))
+    answered = [r for r in results if r is not None]
+    ms = np.array([r[0] for r in answered]) if answered else np.array([np.nan])
+    return {"qps": qps, "sent": len(rows), "answered": len(answered), "unanswered": len(rows) - len(answered),
+            "mean_ms": float(ms.mean()), "p50_ms": float(np.median(ms)), "p95_ms": float(np.quantile(ms, 0.95)),
+            "mean_new_tokens": float(np.mean([r[1] for r in answered])) if answered else float("nan")}

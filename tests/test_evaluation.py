@@ -1,0 +1,245 @@
+"""Evaluation (paper Sec. 5): tool-level scoring, the Table 1 baselines, the judge, constrained
+decoding, response time under load and the real-shape timing path."""
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+import torch
+
+from gplan_lib import baselines
+from gplan_lib.constrained import ConstrainedPlanner, admissible, all_intents, unit_text
+from gplan_lib.generation import MODEL_CARD, StudentPlanner, model_card
+from gplan_lib.intents import TOOL_KEY, TOOLS, dumps_plan, loads_plan
+from gplan_lib.judge import JudgeParseError, LLMJudge, OfflineJudge, parse_scores
+from gplan_lib.llm_client import ChatClient
+from gplan_lib.metrics import score_sample, tool_level
+from gplan_lib.modeling import add_latent_tokens, chat_prompt, save, tiny_qwen3, train_tokenizer
+from gplan_lib.prompt import PromptOptions, build_messages
+from gplan_lib.rule_filter import check_output
+from gplan_lib.scaffold import latent_valid
+from gplan_lib.serving import open_loop, serve
+from gplan_lib.situation import situation_of
+from gplan_lib.teacher import ExpertTeacher
+from gplan_lib.world import simulate_row
+from helpers import PLAN_OK, make_row
+
+ARCH = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1, head_dim=16,
+            intermediate_size=64, max_position_embeddings=1024)
+
+
+@pytest.fixture(scope="module")
+def rows():
+    t = ExpertTeacher()
+    return [simulate_row(33, i).replace(raw_labels=t.demonstrate(simulate_row(33, i)).label()) for i in range(40)]
+
+
+# --- tool-level scoring ---------------------------------------------------------------------------
+
+def test_tool_level_ignores_parameters_but_not_tools():
+    gold = loads_plan(PLAN_OK)
+    other_params = [{**a, "起始位置": "家"} if "起始位置" in a else a for a in gold]
+    assert score_sample(dumps_plan(other_params), gold, tools=True)["acc1"] == 0.0
+    assert tool_level(other_params, gold) == {"tool_acc1": 1.0, "tool_ndcg3": 1.0, "tool_nes": 1.0}
+    ten = [{TOOL_KEY: "tool_10"}] + gold[1:]
+    assert tool_level(ten, gold)["tool_acc1"] == 0.0 and tool_level([], gold)["tool_nes"] == 0.0
+
+
+# --- baselines --------------------------------------------------------------------------------------
+
+def test_baseline_inputs_never_contain_the_label(rows):
+    row = rows[0]
+    blank = row.replace(raw_labels="[]")
+    assert baselines.context_tokens(row) == baselines.context_tokens(blank)
+    assert baselines.context_text(row) == baselines.context_text(blank)
+    assert any(t.startswith("hist=") for t in baselines.context_tokens(row))
+    assert baselines.context_tokens(row, "facts") == baselines.context_tokens(blank, "facts")
+    assert "trigger_4=" + row["trigger_4"] in baselines.context_tokens(row, "raw")
+    assert any(t.startswith("at_order_poi=") for t in baselines.context_tokens(row, "facts"))
+    with pytest.raises(ValueError, match="situation"):
+        baselines.context_tokens(row, "situation")
+
+
+def test_p5_ids_round_trip_and_tell_tool_1_from_tool_10():
+    tools = ["tool_1", "tool_10", "tool_5"]
+    text = baselines.p5_target(tools)
+    assert text[:4] == ["tool", "_", "1", ";"] and text[4:9] == ["tool", "_", "1", "0", ";"]
+    assert baselines.p5_parse(text) == tools
+    assert baselines.p5_parse(["tool", "_", "4", "2", ";", "tool", "_", "9", ";"]) == ["tool_9"]
+
+
+def test_semantic_ids_are_unique_and_share_prefixes_by_content(rows):
+    ids = baselines.semantic_ids([r.plan for r in rows])
+    assert set(ids) == set(TOOLS) and len(set(ids.values())) == len(TOOLS)
+    assert all(len(code) == 3 for code in ids.values())
+    codes = baselines.rq_kmeans(torch.randn(30, 4).numpy(), (4, 3))
+    assert codes.shape == (30, 2) and codes[:, 0].max() < 4 and codes[:, 1].max() < 3
+
+
+@pytest.mark.parametrize("name", baselines.BASELINES)
+def test_each_baseline_trains_and_predicts_library_tools(name, rows):
+    model, history = baselines.train_baseline(name, rows, ARCH, {"epochs": 3, "batch_size": 16, "lr": 3e-3})
+    assert len(history) == 3 and history[-1] < history[0]
+    for row in rows[:3]:
+        pred = model.predict(row)
+        assert len(pred) <= baselines.MAX_STEPS and all(t in TOOLS for t in pred)
+
+
+def test_table1_puts_the_papers_rows_beside_ours(rows):
+    from gplan_lib.evaluation import score_records, score_tools, table1
+    recs = [{"output": dumps_plan(ExpertTeacher().plan(r))} for r in rows]
+    t = table1({"SASRec": score_tools([baselines.tool_sequence(r.plan) for r in rows], rows),
+                "PICD + SC-DPO": score_records(recs, rows)})
+    assert t[0]["paper Acc@1"] == 0.361 and t[0]["tool Acc@1"].startswith("1.000") and t[0]["Acc@1 (full intent)"] == "-"
+    assert t[1]["paper Acc@1"] == 0.627 and t[1]["Acc@1 (full intent)"] != "-"
+
+
+def test_unknown_baseline_is_named_in_the_error(rows):
+    with pytest.raises(ValueError, match="HSTU"):
+        baselines.train_baseline("HSTU", rows, ARCH, {"epochs": 1, "batch_size": 8, "lr": 1e-3})
+
+
+# --- judge --------------------------------------------------------------------------------------------
+
+def test_offline_judge_rewards_the_immediate_need_and_never_reads_the_label(rows):
+    judge, teacher = OfflineJudge(), ExpertTeacher()
+    good = [judge.score(r, teacher.plan(r)) for r in rows]
+    assert sum(v.flow for v in good) / len(good) >= 4.5
+    for row, v in zip(rows, good):
+        assert judge.score(row.replace(raw_labels="[]"), teacher.plan(row)) == v
+    reversed_ = [judge.score(r, teacher.plan(r)[::-1]) for r in rows]
+    assert sum(v.overall for v in reversed_) < sum(v.overall for v in good)
+
+
+def test_offline_judge_names_each_failure():
+    row = make_row(current_poi_name="p_6", trigger_4="p_6", current_tag="商场")  # at the order's POI
+    assert situation_of(row).at_order_poi
+    plan = [{TOOL_KEY: "tool_1", "起始位置": "当前位置", "终点位置": "订单目的地"}, {TOOL_KEY: "tool_9"}]
+    v = OfflineJudge().score(row, plan)
+    assert v.st == 2 and "already there" in " ".join(v.reasons["st"])
+    inverted = [{TOOL_KEY: "tool_10"}, {TOOL_KEY: "tool_6"}, {TOOL_KEY: "tool_1", "起始位置": "当前位置", "终点位置": "家"}]
+    v = OfflineJudge().score(row, inverted)
+    assert v.logic == 1 and sum("stage inversion" in r for r in v.reasons["logic"]) == 2
+
+
+def test_judge_replies_are_parsed_strictly():
+    assert parse_scores('<think>hm {"x": 1}</think>{"flow": 4, "logic": 3, "st": 5}').as_dict()["overall"] == 4
+    for reply, why in [('{"flow": 4, "logic": 3}', "keys"), ('{"flow": 4, "logic": 3, "st": 6}', "1..5"),
+                       ('{"flow": true, "logic": 3, "st": 3}', "1..5"), ('{"flow": 4.5, "logic": 3, "st": 3}', "1..5"),
+                       ("Flow 4, Logic 3", "found 0"), ('{"flow": 4, "logic": 3, "st": 3} {"flow": 1}', "found 2")]:
+        with pytest.raises(JudgeParseError, match=why):
+            parse_scores(reply, "r7")
+    with pytest.raises(JudgeParseError, match="row r7"):
+        parse_scores("no", "r7")
+
+
+def test_llm_judge_sends_the_rubric_without_the_target_and_caches(server, tmp_path, rows):
+    srv = server(reply='{"flow": 5, "logic": 4, "st": 3}')
+    client = ChatClient(srv.url, "judge-model", cache_dir=tmp_path, backoff=0.01)
+    judge = LLMJudge(client)
+    plans = [ExpertTeacher().plan(r) for r in rows[:3]]
+    verdicts = judge.judge(rows[:3], plans)
+    assert [(v.flow, v.logic, v.st) for v in verdicts] == [(5, 4, 3)] * 3
+    sent = srv.requests[0]
+    assert sent["temperature"] == 0.0 and "Spatiotemporal" in sent["messages"][0]["content"]
+    assert rows[0]["raw_labels"] not in json.dumps(sent, ensure_ascii=False)
+    judge.judge(rows[:3], plans)
+    assert len(srv.requests) == 3  # the second pass came from the cache
+    with pytest.raises(ValueError, match="temperature 0"):
+        LLMJudge(ChatClient(srv.url, "m", temperature=0.7))
+
+
+# --- constrained decoding --------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def student_dirs(rows, tmp_path_factory):
+    """Untrained tiny students (random weights: the worst case for validity) in both modes."""
+    opts = PromptOptions.named("tiny")
+    tok = train_tokenizer([m["content"] for r in rows for m in build_messages(r, opts)] + [r["raw_labels"] for r in rows],
+                          vocab_size=600)
+    add_latent_tokens(tok)
+    out = {}
+    for mode in ("direct", "picd", "cot"):
+        torch.manual_seed(1)
+        d = save(tiny_qwen3(tok, ARCH), tok, tmp_path_factory.mktemp(mode))
+        (d / MODEL_CARD).write_text(json.dumps(model_card(mode, opts)))
+        out[mode] = d
+    return out
+
+
+def test_the_grammar_enumerates_the_library_and_its_logic():
+    intents = all_intents()
+    assert len(intents) == 21 + 21 + 90 + 10 + 6 and len({dumps_plan([a]) for a in intents}) == len(intents)
+    ride = {TOOL_KEY: "tool_1", "起始位置": "当前位置", "终点位置": "家"}
+    assert not admissible(ride, [ride]) and not admissible({TOOL_KEY: "tool_4"}, [ride])
+    ref = {TOOL_KEY: "tool_5", "起始位置": "前一位推荐结果", "空间范围": "附近", "tag": "美食"}
+    assert not admissible(ref, []) and not admissible(ref, [{TOOL_KEY: "tool_9"}]) and admissible(ref, [ride])
+    assert unit_text({TOOL_KEY: "tool_9"}, last=True) == '9"}]'
+
+
+@pytest.mark.parametrize("mode", ["picd", "direct"])
+def test_constrained_outputs_always_pass_the_filter_and_latent_valid(mode, student_dirs, rows):
+    planner = ConstrainedPlanner(StudentPlanner(student_dirs[mode], device="cpu"))
+    for r in planner.generate(rows[:6]):
+        assert check_output(r["output"]) == [], r["output"]
+        assert latent_valid(r["output"])[0] == (mode == "picd")
+        assert r["forward_passes"] < r["new_tokens"] / 2  # forced runs go through in one pass
+
+
+def test_constrained_decoding_refuses_free_text_reasoning(student_dirs):
+    with pytest.raises(ValueError, match="cot"):
+        ConstrainedPlanner(StudentPlanner(student_dirs["cot"], device="cpu"))
+
+
+def test_constrained_decoding_picks_what_free_greedy_picks_when_that_is_valid(student_dirs, rows):
+    """Forcing a token the model would have chosen anyway changes nothing: with a model that is
+    pushed towards one valid output, both decoders agree token for token."""
+    planner = StudentPlanner(student_dirs["direct"], device="cpu")
+    target = planner.tokenizer(PLAN_OK, add_special_tokens=False)["input_ids"] + [planner.tokenizer.eos_token_id]
+    prompt = planner.tokenizer(chat_prompt(planner.tokenizer, build_messages(rows[0], planner.options)),
+                               add_special_tokens=False)["input_ids"]
+    opt = torch.optim.Adam(planner.model.parameters(), lr=1e-2)
+    ids = torch.tensor([prompt + target])
+    labels = ids.clone()
+    labels[0, :len(prompt)] = -100
+    planner.model.train()
+    for _ in range(150):
+        opt.zero_grad()
+        planner.model(input_ids=ids, labels=labels).loss.backward()
+        opt.step()
+    planner.model.eval()
+    free = planner.generate(rows[:1], 1, 80, progress=False)[0]["output"]
+    assert free == PLAN_OK
+    assert ConstrainedPlanner(planner).decode(rows[0]).output == free
+
+
+# --- latency ----------------------------------------------------------------------------------------
+
+def test_open_loop_builds_a_queue_when_requests_outpace_the_server(rows):
+    def respond(row):
+        time.sleep(0.05)
+        return "[]", 3
+
+    with serve(respond) as url:
+        fast = open_loop(url, rows[:4], qps=2, max_seconds=10)
+        slow = open_loop(url, rows[:6], qps=100, max_seconds=10)
+        cut = open_loop(url, rows[:8], qps=100, max_seconds=0.2)
+    assert fast["answered"] == 4 and 45 < fast["mean_ms"] < 150
+    assert slow["mean_ms"] > 1.5 * fast["mean_ms"]  # queued behind one worker
+    assert cut["unanswered"] >= 3 and cut["answered"] + cut["unanswered"] == 8
+    with pytest.raises(ValueError):
+        open_loop(url, rows[:1], qps=0, max_seconds=1)
+
+
+def test_real_qwen3_shapes_have_the_published_sizes():
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+    from gplan_lib.real_shapes import QWEN3_SHAPES, time_decoding
+    for size, billions in (("1.7B", 1.72), ("4B", 4.02)):
+        with torch.device("meta"):
+            model = Qwen3ForCausalLM(Qwen3Config(**QWEN3_SHAPES[size]))
+        assert abs(sum(p.numel() for p in model.parameters()) / 1e9 - billions) < 0.03
+    tiny = dict(ARCH, vocab_size=50, tie_word_embeddings=True)
+    tiny.pop("max_position_embeddings")
+    out = time_decoding(tiny, 8, {"a": 3, "b": 6}, device="cpu", dtype=torch.float32, repeats=1)
+    assert out["b"]["new_tokens"] == 6 and out["a"]["mean_s"] > 0
