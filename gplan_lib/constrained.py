@@ -66,6 +66,8 @@ def admissible(intent: Intent, before: Sequence[Intent]) -> bool:
 
 @dataclass
 class Decoded:
+    """One constrained output with its wall time, generated tokens and model forward passes."""
+
     output: str
     latency_ms: float
     new_tokens: int
@@ -84,6 +86,7 @@ class ConstrainedPlanner:
         self._ids: dict[str, tuple[int, ...]] = {}
 
     def ids(self, text: str) -> tuple[int, ...]:
+        """Token ids of a grammar segment (cached: the segments repeat across rows)."""
         if text not in self._ids:
             self._ids[text] = tuple(self.tok(text, add_special_tokens=False)["input_ids"])
         return self._ids[text]
@@ -94,7 +97,7 @@ class ConstrainedPlanner:
 
     def _start(self, row: GsisrRow) -> None:
         prompt = chat_prompt(self.tok, build_messages(row, self.student.options))
-        self.pending = list(self.ids(prompt))
+        self.pending = list(self.tok(prompt, add_special_tokens=False)["input_ids"])  # not cached: one per row
         self.generated: list[int] = []
         self.past, self.passes = None, 0
 

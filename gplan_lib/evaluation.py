@@ -7,7 +7,6 @@ are trained here on the same training rows. Predictions go to runs/<scale>/predi
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -19,11 +18,11 @@ from .constrained import ConstrainedPlanner
 from .data import GsisrRow, load_rows
 from .generation import MODEL_CARD, StudentPlanner, batch1_latency
 from .judge import OfflineJudge, Verdict
-from .metrics import Scores, aggregate, score_sample, tool_level
-from .paper import TABLE1
+from .metrics import Scores, aggregate, bootstrap_ci, score_sample, tool_level
+from .paper import TABLE1, TABLE5
 from .parsing import parse_output
 from .paths import REPO, RUNS, released_csv
-from .planners import Planner, predict
+from .planners import Planner, predict, write_predictions
 from .serving import open_loop, serve
 
 #: Our students (run directory under checkpoints/<scale>/) and the row of paper Table 2 each stands for.
@@ -102,9 +101,8 @@ class Suite:
         return self._students[name]
 
     def _save(self, records: Sequence[dict], split: str, name: str) -> None:
-        path = self.pred_dir / split / f"{name.replace(' ', '_').replace('(', '').replace(')', '')}.jsonl"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+        slug = name.replace(" ", "_").replace("(", "").replace(")", "")
+        write_predictions(records, self.pred_dir / split / f"{slug}.jsonl", overwrite=True)  # runs/ is regenerated
 
     def generate(self, name: str, rows: Sequence[GsisrRow], split: str) -> list[dict]:
         """A student's greedy outputs on ``rows`` (batched), saved as PRED.jsonl."""
@@ -162,3 +160,21 @@ def released_rows(limit: int | None = None) -> tuple[list[GsisrRow], Path] | Non
 
 def mean_of(records: Sequence[dict], key: str) -> float:
     return float(np.mean([r[key] for r in records]))
+
+
+def timing(records: Sequence[dict]) -> dict[str, Any]:
+    """Batch-1 timing of constrained-decoding records, in ``batch1_latency``'s form plus forward passes."""
+    ms = [r["latency_ms"] for r in records]
+    return {"mean_ms": float(np.mean(ms)), "ci95_ms": list(bootstrap_ci(ms)), "n": len(records),
+            "mean_new_tokens": mean_of(records, "new_tokens"), "forward_passes": mean_of(records, "forward_passes")}
+
+
+def table5(batch1: Mapping[str, Mapping[str, Any]], loaded: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Table 5 rows: batch-1 and under-load mean response time with 95% intervals, tokens and
+    forward passes per request, the paper's 4B time beside Direct-SFT, CoT-SFT and PICD."""
+    paper_rows = dict(zip(LATENCY_RUNS, ("Direct-SFT", "CoT-SFT", "PICD")))
+    ci = lambda d: f"{d['mean_ms']:.1f} [{d['ci95_ms'][0]:.1f}, {d['ci95_ms'][1]:.1f}]"
+    return [{"method": name, "batch 1 (ms)": ci(b), "tokens": round(b["mean_new_tokens"], 1),
+             "forward passes": round(b.get("forward_passes", b["mean_new_tokens"]), 1),
+             "under load (ms)": ci(loaded[name]) if name in loaded else "-",
+             "paper 4B at QPS 10 (s)": TABLE5["4B"].get(paper_rows.get(name, ""), np.nan)} for name, b in batch1.items()]

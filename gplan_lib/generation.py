@@ -13,6 +13,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .data import GsisrRow
+from .metrics import bootstrap_ci
 from .modeling import chat_prompt, load
 from .prompt import PromptOptions, build_messages
 
@@ -63,9 +64,10 @@ class StudentPlanner:
 
 def batch1_latency(planner: StudentPlanner, rows: Sequence[GsisrRow], max_new_tokens: int,
                    desc: str = "latency") -> dict[str, float]:
-    """Mean response time and generated tokens per request at batch 1 (greedy, KV cache), after
-    two warm-up requests."""
+    """Mean response time (with its 95% bootstrap interval over requests) and generated tokens per
+    request at batch 1 (greedy, KV cache), after two warm-up requests."""
     planner.generate(rows[:2], 1, max_new_tokens, progress=False)
     recs = planner.generate(rows, 1, max_new_tokens, desc=desc)
-    return {"mean_ms": float(np.mean([r["latency_ms"] for r in recs])),
+    ms = [r["latency_ms"] for r in recs]
+    return {"mean_ms": float(np.mean(ms)), "ci95_ms": list(bootstrap_ci(ms)),
             "mean_new_tokens": float(np.mean([r["new_tokens"] for r in recs])), "n": len(recs)}

@@ -139,7 +139,9 @@ class OfflineJudge:
     def score(self, row: GsisrRow, plan: Plan) -> Verdict:
         s = situation_of(row)  # context columns only: the label is never read
         (f, rf), (lo, rl), (st, rs) = self.flow(s, plan), self.logic(s, plan), self.st(s, plan)
-        return Verdict(f, lo, st, {"flow": rf, "logic": rl, "st": rs})
+        reasons = {axis: r or ["no failure and no specific signal: generic"] for axis, r in
+                   (("flow", rf), ("logic", rl), ("st", rs))}
+        return Verdict(f, lo, st, reasons)
 
     def judge(self, rows: Sequence[GsisrRow], plans: Sequence[Plan]) -> list[Verdict]:
         return [self.score(r, p) for r, p in zip(rows, plans, strict=True)]

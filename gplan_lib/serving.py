@@ -20,6 +20,7 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 
 from .data import GsisrRow
+from .metrics import bootstrap_ci
 
 #: A planner as the server calls it: one row in, its output text and generated tokens out.
 Respond = Callable[[GsisrRow], tuple[str, int]]
@@ -82,5 +83,5 @@ def open_loop(url: str, rows: Sequence[GsisrRow], qps: float, max_seconds: float
     answered = [r for r in results if r is not None]
     ms = np.array([r[0] for r in answered]) if answered else np.array([np.nan])
     return {"qps": qps, "sent": len(rows), "answered": len(answered), "unanswered": len(rows) - len(answered),
-            "mean_ms": float(ms.mean()), "p50_ms": float(np.median(ms)), "p95_ms": float(np.quantile(ms, 0.95)),
+            "mean_ms": float(ms.mean()), "ci95_ms": list(bootstrap_ci(ms)), "p50_ms": float(np.median(ms)), "p95_ms": float(np.quantile(ms, 0.95)),
             "mean_new_tokens": float(np.mean([r[1] for r in answered])) if answered else float("nan")}

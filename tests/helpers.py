@@ -6,9 +6,21 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from gplan_lib.data import COLUMNS, GsisrRow
+from gplan_lib.teacher import ExpertTeacher
+from gplan_lib.world import simulate_row
+
+#: A Qwen3 small enough for unit tests.
+TINY_ARCH = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1, head_dim=16,
+                 intermediate_size=64, max_position_embeddings=1024)
 
 PLAN_OK = ('[{"工具名称":"tool_1","起始位置":"当前位置","终点位置":"订单目的地"},{"工具名称":"tool_8"},'
            '{"工具名称":"tool_5","起始位置":"订单目的地","空间范围":"附近","tag":"美食"},{"工具名称":"tool_9"}]')
+
+
+def teacher_rows(seed: int, n: int) -> list[GsisrRow]:
+    """``n`` simulated rows labelled by the offline teacher (with reasoning)."""
+    teacher = ExpertTeacher()
+    return [simulate_row(seed, i).replace(raw_labels=teacher.demonstrate(simulate_row(seed, i)).label()) for i in range(n)]
 
 
 def make_row(**cells: str) -> GsisrRow:

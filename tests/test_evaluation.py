@@ -22,17 +22,13 @@ from gplan_lib.scaffold import latent_valid
 from gplan_lib.serving import open_loop, serve
 from gplan_lib.situation import situation_of
 from gplan_lib.teacher import ExpertTeacher
-from gplan_lib.world import simulate_row
-from helpers import PLAN_OK, make_row
+from helpers import PLAN_OK, TINY_ARCH, make_row, teacher_rows
 
-ARCH = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1, head_dim=16,
-            intermediate_size=64, max_position_embeddings=1024)
 
 
 @pytest.fixture(scope="module")
 def rows():
-    t = ExpertTeacher()
-    return [simulate_row(33, i).replace(raw_labels=t.demonstrate(simulate_row(33, i)).label()) for i in range(40)]
+    return teacher_rows(33, 40)
 
 
 # --- tool-level scoring ---------------------------------------------------------------------------
@@ -79,7 +75,7 @@ def test_semantic_ids_are_unique_and_share_prefixes_by_content(rows):
 
 @pytest.mark.parametrize("name", baselines.BASELINES)
 def test_each_baseline_trains_and_predicts_library_tools(name, rows):
-    model, history = baselines.train_baseline(name, rows, ARCH, {"epochs": 3, "batch_size": 16, "lr": 3e-3})
+    model, history = baselines.train_baseline(name, rows, TINY_ARCH, {"epochs": 3, "batch_size": 16, "lr": 3e-3})
     assert len(history) == 3 and history[-1] < history[0]
     for row in rows[:3]:
         pred = model.predict(row)
@@ -97,7 +93,7 @@ def test_table1_puts_the_papers_rows_beside_ours(rows):
 
 def test_unknown_baseline_is_named_in_the_error(rows):
     with pytest.raises(ValueError, match="HSTU"):
-        baselines.train_baseline("HSTU", rows, ARCH, {"epochs": 1, "batch_size": 8, "lr": 1e-3})
+        baselines.train_baseline("HSTU", rows, TINY_ARCH, {"epochs": 1, "batch_size": 8, "lr": 1e-3})
 
 
 # --- judge --------------------------------------------------------------------------------------------
@@ -162,7 +158,7 @@ def student_dirs(rows, tmp_path_factory):
     out = {}
     for mode in ("direct", "picd", "cot"):
         torch.manual_seed(1)
-        d = save(tiny_qwen3(tok, ARCH), tok, tmp_path_factory.mktemp(mode))
+        d = save(tiny_qwen3(tok, TINY_ARCH), tok, tmp_path_factory.mktemp(mode))
         (d / MODEL_CARD).write_text(json.dumps(model_card(mode, opts)))
         out[mode] = d
     return out
@@ -239,7 +235,7 @@ def test_real_qwen3_shapes_have_the_published_sizes():
         with torch.device("meta"):
             model = Qwen3ForCausalLM(Qwen3Config(**QWEN3_SHAPES[size]))
         assert abs(sum(p.numel() for p in model.parameters()) / 1e9 - billions) < 0.03
-    tiny = dict(ARCH, vocab_size=50, tie_word_embeddings=True)
+    tiny = dict(TINY_ARCH, vocab_size=50, tie_word_embeddings=True)
     tiny.pop("max_position_embeddings")
     out = time_decoding(tiny, 8, {"a": 3, "b": 6}, device="cpu", dtype=torch.float32, repeats=1)
     assert out["b"]["new_tokens"] == 6 and out["a"]["mean_s"] > 0

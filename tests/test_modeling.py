@@ -14,17 +14,13 @@ from gplan_lib.modeling import (chat_prompt, load_for_training, load_pretrained,
                                 tiny_qwen3, train_tokenizer)
 from gplan_lib.prompt import PromptOptions, build_messages, render_chatml
 from gplan_lib.scaffold import LATENT_TOKENS
-from gplan_lib.teacher import ExpertTeacher
-from gplan_lib.world import simulate_row
+from helpers import TINY_ARCH, teacher_rows
 
-ARCH = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1, head_dim=16,
-            intermediate_size=64, max_position_embeddings=1024)
 
 
 @pytest.fixture(scope="module")
 def rows():
-    t = ExpertTeacher()
-    return [simulate_row(21, i).replace(raw_labels=t.demonstrate(simulate_row(21, i)).label()) for i in range(12)]
+    return teacher_rows(21, 12)
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +30,7 @@ def base_dir(rows, tmp_path_factory):
     tok = train_tokenizer([m["content"] for r in rows for m in build_messages(r, opts)] + [r["raw_labels"] for r in rows],
                           vocab_size=500)
     torch.manual_seed(0)
-    return save(tiny_qwen3(tok, ARCH), tok, tmp_path_factory.mktemp("base"))
+    return save(tiny_qwen3(tok, TINY_ARCH), tok, tmp_path_factory.mktemp("base"))
 
 
 def test_chat_template_matches_the_released_prompt(base_dir, rows):
