@@ -22,7 +22,7 @@ from typing import Sequence
 import numpy as np
 
 from .data import GsisrRow
-from .intents import END, START, TAG, TOOL_KEY, Plan, describe_intent, dumps_plan
+from .intents import END, PREVIOUS_RESULT, START, TAG, TOOL_KEY, Plan, describe_intent, dumps_plan
 from .llm_client import ChatClient, Messages
 from .prompt import PromptOptions, user_message
 from .situation import Situation, situation_of
@@ -99,7 +99,7 @@ class OfflineJudge:
                     uses_dependency = True
                 elif not s.at_order_poi:
                     failures.append(f"{describe_intent(a)} starts at the order destination before going there")
-            if a.get(START) == "前一位推荐结果":
+            if a.get(START) == PREVIOUS_RESULT:
                 uses_dependency = True
             heading = heading or (a.get(TOOL_KEY) in TRAVEL and a.get(END) == ORDER_DEST)
         ordered = [x for x in stages if x is not None]
