@@ -16,9 +16,9 @@ from . import baselines
 from .config import load_scale, run_dirs
 from .constrained import ConstrainedPlanner
 from .data import GsisrRow, load_rows
-from .generation import MODEL_CARD, StudentPlanner, batch1_latency
+from .generation import MODEL_CARD, StudentPlanner, batch1_latency, latency_summary
 from .judge import OfflineJudge, Verdict
-from .metrics import Scores, aggregate, bootstrap_ci, score_sample, tool_level
+from .metrics import Scores, aggregate, score_sample, tool_level
 from .paper import TABLE1, TABLE5
 from .parsing import parse_output
 from .paths import REPO, RUNS, released_csv
@@ -164,9 +164,7 @@ def mean_of(records: Sequence[dict], key: str) -> float:
 
 def timing(records: Sequence[dict]) -> dict[str, Any]:
     """Batch-1 timing of constrained-decoding records, in ``batch1_latency``'s form plus forward passes."""
-    ms = [r["latency_ms"] for r in records]
-    return {"mean_ms": float(np.mean(ms)), "ci95_ms": list(bootstrap_ci(ms)), "n": len(records),
-            "mean_new_tokens": mean_of(records, "new_tokens"), "forward_passes": mean_of(records, "forward_passes")}
+    return {**latency_summary(records), "forward_passes": mean_of(records, "forward_passes")}
 
 
 def table5(batch1: Mapping[str, Mapping[str, Any]], loaded: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:

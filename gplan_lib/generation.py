@@ -67,7 +67,11 @@ def batch1_latency(planner: StudentPlanner, rows: Sequence[GsisrRow], max_new_to
     """Mean response time (with its 95% bootstrap interval over requests) and generated tokens per
     request at batch 1 (greedy, KV cache), after two warm-up requests."""
     planner.generate(rows[:2], 1, max_new_tokens, progress=False)
-    recs = planner.generate(rows, 1, max_new_tokens, desc=desc)
-    ms = [r["latency_ms"] for r in recs]
+    return latency_summary(planner.generate(rows, 1, max_new_tokens, desc=desc))
+
+
+def latency_summary(records: Sequence[dict]) -> dict[str, float]:
+    """Mean response time with its 95% bootstrap interval, and mean generated tokens, of records."""
+    ms = [r["latency_ms"] for r in records]
     return {"mean_ms": float(np.mean(ms)), "ci95_ms": list(bootstrap_ci(ms)),
-            "mean_new_tokens": float(np.mean([r["new_tokens"] for r in recs])), "n": len(recs)}
+            "mean_new_tokens": float(np.mean([r["new_tokens"] for r in records])), "n": len(records)}
