@@ -263,16 +263,25 @@ class Seq2SeqModel(nn.Module):
     def _embed(self, ids: torch.Tensor) -> torch.Tensor:
         return self.tok(ids) + self.pos(torch.arange(ids.shape[1], device=ids.device))
 
-    def forward(self, src: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:
-        h = self.net(self._embed(src), self._embed(tgt_in), tgt_mask=_causal(tgt_in.shape[1], src.device), tgt_is_causal=True,
-                     src_key_padding_mask=src == 0, tgt_key_padding_mask=tgt_in == 0, memory_key_padding_mask=src == 0)
+    def encode(self, src: torch.Tensor) -> torch.Tensor:
+        return self.net.encoder(self._embed(src), src_key_padding_mask=src == 0)
+
+    def logits(self, memory: torch.Tensor, src: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:
+        """Next-token logits at every target position, given the encoded source ``memory``."""
+        h = self.net.decoder(self._embed(tgt_in), memory, tgt_mask=_causal(tgt_in.shape[1], src.device), tgt_is_causal=True,
+                             tgt_key_padding_mask=tgt_in == 0, memory_key_padding_mask=src == 0)
         return h @ self.tok.weight.T
+
+    def forward(self, src: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:
+        return self.logits(self.encode(src), src, tgt_in)
 
     @torch.no_grad()
     def decode(self, src: list[int], max_len: int, allowed: Callable[[list[str]], list[str]] | None = None) -> list[str]:
-        out = [self.vocab.stoi[BOS]]
+        """Greedy decoding; the source is encoded once, not once per generated token."""
+        source = torch.tensor([src])
+        memory, out = self.encode(source), [self.vocab.stoi[BOS]]
         for _ in range(max_len):
-            logits = self(torch.tensor([src]), torch.tensor([out]))[0, -1]
+            logits = self.logits(memory, source, torch.tensor([out]))[0, -1]
             if allowed is not None:
                 keep = torch.tensor(self.vocab.encode(allowed([self.vocab.itos[i] for i in out[1:]])))
                 logits = torch.full_like(logits, -torch.inf).index_copy(0, keep, logits[keep])
@@ -370,7 +379,8 @@ def train_baseline(name: str, rows: Sequence[GsisrRow], arch: dict[str, Any], tr
     if name in ("SASRec", "BERT4Rec", "ReaRec"):
         vocab = Vocab([context_tokens(r, features) for r in rows], extra=TOOL_NAMES)
         model = NextIntentModel(name.lower(), vocab, arch, train.get("reasoning_steps", 2), features)
-        data = lambda epoch: _batches(model.examples(rows, random.Random(seed + epoch)), train["batch_size"], rng)
+        fixed = None if name == "BERT4Rec" else model.examples(rows, rng)  # only cloze masks change per epoch
+        data = lambda epoch: _batches(fixed or model.examples(rows, random.Random(seed + epoch)), train["batch_size"], rng)
         loss_of = lambda b: ce(model(_pad([x for x, _ in b])), torch.tensor([y for _, y in b]))
     elif name in ("P5", "TIGER"):
         codes = semantic_ids([r.plan for r in rows], seed=seed) if name == "TIGER" else None

@@ -62,7 +62,7 @@ def table1(scores: Mapping[str, Scores]) -> list[dict[str, Any]]:
     planner emits parameters), beside the paper's numbers where it reports that model."""
     rows = []
     for name, sc in scores.items():
-        fmt = lambda k: f"{sc.means[k]:.3f} [{sc.ci[k][0]:.3f}, {sc.ci[k][1]:.3f}]" if k in sc.means else "-"
+        fmt = lambda k: sc.fmt(k) if k in sc.means else "-"
         ref = TABLE1.get(PAPER_TABLE1.get(name, ""), {})
         rows.append({"planner": name, "tool Acc@1": fmt("tool_acc1"), "tool NDCG@3": fmt("tool_ndcg3"),
                      "Acc@1 (full intent)": fmt("acc1"), "paper Acc@1": ref.get("acc1", np.nan),

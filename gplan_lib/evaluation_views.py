@@ -13,16 +13,12 @@ from .intents import describe_intent
 from .judge import Verdict
 from .metrics import Scores
 from .parsing import parse_output
+from .plotting import save_figure
 from .rule_filter import check_parsed
 from .scaffold import latent_valid
 from .situation import situation_of
 
-
-def _save(fig: plt.Figure, path: str | Path | None) -> plt.Figure:
-    fig.tight_layout()
-    if path is not None:
-        fig.savefig(path, dpi=120)
-    return fig
+DPI = 120  # notebook 04's figures
 
 
 def plot_scores(panels: Mapping[str, Mapping[str, Scores]], key: str, paper: Mapping[str, float] | None = None,
@@ -46,7 +42,7 @@ def plot_scores(panels: Mapping[str, Mapping[str, Scores]], key: str, paper: Map
         ax.set_xlim(0, max(1.0, float((means + hi).max()) + 0.05))
         ax.invert_yaxis()
     fig.suptitle(title)
-    return _save(fig, path)
+    return save_figure(fig, path, DPI)
 
 
 def plot_latency(batch1: Mapping[str, Mapping[str, float]], loaded: Mapping[str, Mapping[str, float]],
@@ -63,7 +59,7 @@ def plot_latency(batch1: Mapping[str, Mapping[str, float]], loaded: Mapping[str,
     ax.set_xticks(x, names)
     ax.set_ylabel("mean response time (ms)")
     ax.legend()
-    return _save(fig, path)
+    return save_figure(fig, path, DPI)
 
 
 def _cards(plan: Sequence[Mapping[str, str]]) -> str:

@@ -115,6 +115,11 @@ class Scores:
     ci: dict[str, tuple[float, float]]
     per_sample: list[dict[str, float]]
 
+    def fmt(self, key: str) -> str:
+        """``mean [lo, hi]`` of one metric, for tables."""
+        lo, hi = self.ci[key]
+        return f"{self.means[key]:.3f} [{lo:.3f}, {hi:.3f}]"
+
     def summary(self) -> dict[str, Any]:
         out: dict[str, Any] = {"n": self.n, **self.means}
         out["ci95"] = {k: list(v) for k, v in self.ci.items()}
@@ -136,5 +141,5 @@ def score_outputs(outputs: Iterable[str], golds: Iterable[Sequence[Mapping]], se
 
 def table(scores: Mapping[str, Scores], keys: Sequence[str] = (*METRICS, "validity")) -> list[dict[str, Any]]:
     """One row per model: each metric as ``mean [lo, hi]`` (for display with pandas)."""
-    return [{"model": name, "n": sc.n, **{k: f"{sc.means[k]:.3f} [{sc.ci[k][0]:.3f}, {sc.ci[k][1]:.3f}]" for k in keys}}
+    return [{"model": name, "n": sc.n, **{k: sc.fmt(k) for k in keys}}
             for name, sc in scores.items()]

@@ -10,14 +10,8 @@ import numpy as np
 
 from .metrics import Scores
 from .picd import lr_multiplier
+from .plotting import save_figure
 from .scaffold import Reasoning
-
-
-def _save(fig: plt.Figure, path: str | Path | None) -> plt.Figure:
-    fig.tight_layout()
-    if path is not None:
-        fig.savefig(path, dpi=110)
-    return fig
 
 
 def scaffold_slider(reasoning: Reasoning, plan_json: str):
@@ -55,7 +49,7 @@ def plot_compression(profile: Sequence[Mapping[str, float]], path: str | Path | 
     ax[2].legend()
     for a in ax:
         a.set_xlabel("epoch")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_lr_schedules(total: int, steps_per_epoch: int, warmup: int, b_star: int, polish_ratio: float,
@@ -76,7 +70,7 @@ def plot_lr_schedules(total: int, steps_per_epoch: int, warmup: int, b_star: int
     lines2 = ax2.get_legend_handles_labels()
     ax.legend(lines[0] + lines2[0], lines[1] + lines2[1], loc="center left")
     ax.set_title("LR schedules against the compression stage")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_training_curves(histories: Mapping[str, Sequence[Mapping[str, Any]]], path: str | Path | None = None
@@ -96,7 +90,7 @@ def plot_training_curves(histories: Mapping[str, Sequence[Mapping[str, Any]]], p
     ax[0].set_yscale("log")
     ax[1].set_yscale("log")
     ax[2].legend(fontsize=8)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def beside_paper(ours: Mapping[str, Scores], paper: Mapping[str, Mapping[str, float]],
@@ -108,6 +102,6 @@ def beside_paper(ours: Mapping[str, Scores], paper: Mapping[str, Mapping[str, fl
         row: dict[str, Any] = {"method": ours_name}
         for k in keys:
             row[f"{k} (paper)"] = paper.get(paper_name, {}).get(k, np.nan)
-            row[f"{k} (ours)"] = f"{sc.means[k]:.3f} [{sc.ci[k][0]:.3f}, {sc.ci[k][1]:.3f}]"
+            row[f"{k} (ours)"] = sc.fmt(k)
         rows.append(row)
     return rows

@@ -11,6 +11,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from .intents import PARAM_GLOSS, TOOL_KEY, TOOLS, VALUE_GLOSS, Plan
+from .plotting import save_figure
 
 TOOL_NAMES = list(TOOLS)
 
@@ -75,10 +76,7 @@ def plot_distributions(sets: Mapping[str, Sequence[Plan]], path: str | Path | No
             if v >= 0.02:
                 ax.text(i, j, f"{v:.2f}", ha="center", va="center", fontsize=7, color="k" if v < 0.6 else "w")
         fig.colorbar(im, ax=ax, fraction=0.02)
-    fig.tight_layout()
-    if path is not None:
-        fig.savefig(path, dpi=110)
-    return fig
+    return save_figure(fig, path)
 
 
 def _tvd(p: Counter, q: Counter) -> float:

@@ -14,6 +14,7 @@ from .data import GsisrRow
 from .generation import StudentPlanner
 from .intents import describe_intent
 from .parsing import parse_output
+from .plotting import save_figure
 
 
 def plot_reward_dynamics(series: Mapping[str, Mapping[str, list[float]]], gamma_l: float, gamma_h: float,
@@ -31,10 +32,7 @@ def plot_reward_dynamics(series: Mapping[str, Mapping[str, list[float]]], gamma_
         ax.set_xlabel("step")
     axes[0][0].set_ylabel("reward shift β·log(π/π_ref)")
     axes[0][-1].legend(fontsize=8)
-    fig.tight_layout()
-    if path is not None:
-        fig.savefig(path, dpi=110)
-    return fig
+    return save_figure(fig, path)
 
 
 def context_panel(rows: list[GsisrRow], students: Mapping[str, str | Path], max_new_tokens: int = 400):

@@ -23,6 +23,7 @@ from .data import GsisrRow, write_gsisr_csv
 from .noisy_teacher import MISTAKES, corrupt
 from .paper import FILTER_REJECTION_RATE
 from .parsing import parse_output
+from .plotting import save_figure
 from .rule_filter import check_parsed
 from .teacher import ExpertTeacher
 from .world import simulate_row
@@ -219,7 +220,4 @@ def plot_rejections(report: dict[str, Any], path: str | Path | None = None):
     b.set_yticks(list(y), names)
     b.set_title("noisy-teacher mistakes")
     b.legend()
-    fig.tight_layout()
-    if path is not None:
-        fig.savefig(path, dpi=110)
-    return fig
+    return save_figure(fig, path)

@@ -15,6 +15,7 @@ from gplan_lib.prompt import PromptOptions, build_messages
 from gplan_lib.scaffold import LATENT_TOKENS, Reasoning, latent_valid, sample_stage
 from gplan_lib.teacher import ExpertTeacher
 from gplan_lib.world import simulate_row
+from helpers import TINY_ARCH
 
 OPTS = PromptOptions.named("tiny")
 
@@ -145,8 +146,7 @@ def test_compression_profile_and_b_star(corpus, tok):
 
 def _trainer(corpus, tok, out, epochs=3, save_steps=None, seen=None):
     torch.manual_seed(0)
-    model = tiny_qwen3(tok, dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
-                                 head_dim=16, intermediate_size=64, max_position_embeddings=1024))
+    model = tiny_qwen3(tok, TINY_ARCH)
     samples = encode(corpus[:24], tok, OPTS, 1024)
     hp = dict(epochs=epochs, batch_size=8, lr=1e-3, polish_lr=2e-4, warmup_ratio=0.1, logging_steps=1,
               save_steps=save_steps, b_star=1, disable_tqdm=True)

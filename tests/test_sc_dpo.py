@@ -16,6 +16,7 @@ from gplan_lib.sc_dpo import (SCDPOLoss, _batch, encode_pairs, latent_response, 
 from gplan_lib.scaffold import latent_valid
 from gplan_lib.teacher import ExpertTeacher
 from gplan_lib.world import simulate_row
+from helpers import TINY_ARCH
 
 T = torch.tensor
 
@@ -70,8 +71,7 @@ def setup():
     tok = train_tokenizer(corpus + [r.chosen for r in records], vocab_size=500)
     add_latent_tokens(tok)
     torch.manual_seed(0)
-    model = tiny_qwen3(tok, dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
-                                 head_dim=16, intermediate_size=64, max_position_embeddings=1024))
+    model = tiny_qwen3(tok, TINY_ARCH)
     return model, tok, [r.as_record() for r in records], opts
 
 
