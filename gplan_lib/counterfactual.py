@@ -3,28 +3,59 @@
 For an anchor context x, change only spatiotemporal variables (time of day, location/POI, city,
 weekend, holiday) to get x', re-plan both with the teacher, and keep the pair when the plans
 differ. Pairs are stored in both directions: under x the x-plan is chosen and the x'-plan
-rejected; under x' the reverse. Every perturbation keeps the row self-consistent (weekend and
-holiday flags follow the date; moving to the order POI also moves city and district).
+rejected; under x' the reverse. Every perturbation keeps the row self-consistent and changes only
+the facts it names (``INTENDED_FACTS``): a new date moves the order's times and the dated behaviour
+events with it, so the order's service day stays "today" when it was; the weekend day keeps the
+holiday status and the holiday keeps the weekend status; a move to the order POI happens within
+the order city.
 """
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Callable
 
-from .data import GsisrRow
+from .data import TIME_FORMAT, GsisrRow
 from .intents import describe_intent
 from .parsing import parse_output
 from .situation import CATEGORY_GROUPS, HOUR_BANDS, hour_band
 from .teacher import ExpertTeacher
-from .world import CITIES, CITY_NAMES, HOLIDAYS, ORDER_POI_TAG, time_cells
+from .world import CITIES, CITY_NAMES, HOLIDAYS, ORDER_POI_TAG, WEEKDAY_ZH, is_holiday, time_cells
 
 Perturbation = Callable[[GsisrRow, random.Random], GsisrRow | None]
 
 
+TRIGGER_TIMES = ("trigger_5", "trigger_6", "trigger_7")
+EVENT_RE = re.compile(r"在(\d{1,2})月(\d{1,2})日周(.)")
+
+
 def _at(row: GsisrRow, t: datetime) -> GsisrRow:
     return row.replace(**time_cells(t))
+
+
+def _shift_events(seq: str, now: datetime, days: int) -> str:
+    """Move every dated behaviour event ("在M月D日周W") by ``days``, keeping its weekday right.
+    An event's year is the latest one that puts it at or before ``now``."""
+    def move(m: re.Match) -> str:
+        d = date(now.year, int(m.group(1)), int(m.group(2)))
+        d = d if d <= now.date() else d.replace(year=now.year - 1)
+        d += timedelta(days=days)
+        return f"在{d.month}月{d.day}日周{WEEKDAY_ZH[d.weekday()]}"
+    return EVENT_RE.sub(move, seq)
+
+
+def _on_day(row: GsisrRow, day: date) -> GsisrRow:
+    """The same moment on another ``day``: the order's times (trigger_5/6/7) and the dated behaviour
+    events move by the same number of days, so that only the calendar flags can change (the order
+    still starts today if it did, the trip is as long as it was)."""
+    now = row.time
+    delta = timedelta(days=(day - now.date()).days)
+    shifted = {k: (datetime.strptime(row[k], TIME_FORMAT) + delta).strftime(TIME_FORMAT)
+               for k in TRIGGER_TIMES if row[k]}
+    return row.replace(**time_cells(now + delta), **shifted,
+                       short_term_behavior_seq=_shift_events(row["short_term_behavior_seq"], now, delta.days))
 
 
 def other_hour(row: GsisrRow, rng: random.Random) -> GsisrRow | None:
@@ -36,32 +67,37 @@ def other_hour(row: GsisrRow, rng: random.Random) -> GsisrRow | None:
 
 
 def to_weekend(row: GsisrRow, rng: random.Random) -> GsisrRow | None:
-    """The same hour on the nearest weekend day (None if it already is one)."""
-    now = row.time
-    if now.weekday() >= 5:
+    """The nearest weekend day with the same holiday status (None if it already is a weekend day)."""
+    today = row.time.date()
+    if today.weekday() >= 5:
         return None
-    return _at(row, now + timedelta(days=5 - now.weekday() + rng.randrange(2)))
+    days = [today + timedelta(days=5 - today.weekday() + k) for k in range(2)]
+    days = [d for d in days if is_holiday(d) == is_holiday(today)]
+    return _on_day(row, rng.choice(days)) if days else None
 
 
 def to_holiday(row: GsisrRow, rng: random.Random) -> GsisrRow | None:
-    """The same hour on a public holiday (None if it already is one)."""
-    now = row.time
-    if now.date() in HOLIDAYS:
+    """A public holiday of the same day type, weekday or weekend (None if it already is a holiday)."""
+    today = row.time.date()
+    if is_holiday(today):
         return None
-    d: date = rng.choice(sorted(HOLIDAYS))
-    return _at(row, now.replace(year=d.year, month=d.month, day=d.day))
+    days = [d for d in sorted(HOLIDAYS) if (d.weekday() >= 5) == (today.weekday() >= 5)]
+    return _on_day(row, rng.choice(days)) if days else None
 
 
 def move_location(row: GsisrRow, rng: random.Random) -> GsisrRow | None:
-    """At the order POI -> somewhere else in the city; elsewhere -> at the order POI."""
+    """At the order POI -> another POI in the same city and district; elsewhere in the order city ->
+    at the order POI (None when the user is in another city: that move would change the city too)."""
     c = row.cells
     if c["current_poi_name"] == c["trigger_4"]:
         group = rng.choice(("shopping", "home_like", "dining", "scenic"))
         return row.replace(current_poi_name=f"p_{rng.randrange(1, 900_000)}",
                            current_tag=rng.choice(CATEGORY_GROUPS[group]))
+    if c["current_city"] != c["trigger_2"]:
+        return None
     group = ORDER_POI_TAG.get(c["trigger_1"], "shopping")
     return row.replace(current_poi_name=c["trigger_4"], current_tag=rng.choice(CATEGORY_GROUPS[group]),
-                       current_city=c["trigger_2"], current_district=c["trigger_3"])
+                       current_district=c["trigger_3"])
 
 
 def change_city(row: GsisrRow, rng: random.Random) -> GsisrRow | None:
@@ -78,6 +114,12 @@ def change_city(row: GsisrRow, rng: random.Random) -> GsisrRow | None:
 
 PERTURBATIONS: dict[str, Perturbation] = {
     "time": other_hour, "weekend": to_weekend, "holiday": to_holiday, "location": move_location, "city": change_city,
+}
+#: The facts of ``situation.Situation`` each perturbation may change; the first one it always changes.
+#: (Where the user is decides the POI's category group; which city decides home/work-city facts.)
+INTENDED_FACTS: dict[str, tuple[str, ...]] = {
+    "time": ("band", "hour"), "weekend": ("weekend",), "holiday": ("holiday",),
+    "location": ("at_order_poi", "place"), "city": ("same_city_as_order", "in_home_city", "in_work_city"),
 }
 
 

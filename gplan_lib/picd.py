@@ -25,8 +25,9 @@ from torch.optim.lr_scheduler import LambdaLR
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from .data import GsisrRow
-from .intents import dumps_plan
+from .intents import Plan, dumps_plan
 from .modeling import chat_prompt
+from .parsing import parse_output
 from .prompt import PromptOptions, build_messages
 from .scaffold import Reasoning, latent_tokens_for, sample_stage
 
@@ -62,23 +63,39 @@ class EncodedSample:
         return cot + self.json, [COT] * len(cot) + [JSON] * len(self.json)
 
 
-def encode(rows: Sequence[GsisrRow], tokenizer, options: PromptOptions, max_len: int) -> list[EncodedSample]:
-    """Tokenise rows whose labels carry reasoning + plan (prompt left-truncated to fit ``max_len``)."""
+def encode_response(tokenizer, thought: str, plan: Plan, prompt: Sequence[int] = ()) -> EncodedSample:
+    """The response pieces of one label (reasoning inner text + plan) as PICD tokenises them: the
+    wrapper, each block as text and as its latent triplet, and the JSON plan + EOS, each piece
+    tokenised on its own, so that every stage's target is a concatenation of the same ids."""
     def ids(text: str) -> list[int]:
         return tokenizer(text, add_special_tokens=False).input_ids
 
-    open_ids, close_ids = ids("<THOUGHT>"), ids("</THOUGHT>")
+    blocks = Reasoning.parse(thought).blocks
+    return EncodedSample(
+        prompt=list(prompt), open_ids=ids("<THOUGHT>"), close_ids=ids("</THOUGHT>"),
+        blocks_text=[ids(f"<{tag}>{text}</{tag}>") for tag, text in blocks],
+        blocks_latent=[tokenizer.convert_tokens_to_ids(latent_tokens_for(tag)) for tag, _ in blocks],
+        json=ids(dumps_plan(plan)) + [tokenizer.eos_token_id])
+
+
+def latent_target(tokenizer, label: str) -> list[int]:
+    """The fully latent PICD target of a teacher label (stage B: scaffold + JSON + EOS), token for
+    token what the curriculum trains at its last stage and what the student generates."""
+    parsed = parse_output(label)
+    if parsed.thought is None:
+        raise ValueError("label has no <THOUGHT> reasoning")
+    sample = encode_response(tokenizer, parsed.thought, parsed.plan)
+    return sample.target("picd", sample.n_blocks)[0]
+
+
+def encode(rows: Sequence[GsisrRow], tokenizer, options: PromptOptions, max_len: int) -> list[EncodedSample]:
+    """Tokenise rows whose labels carry reasoning + plan (prompt left-truncated to fit ``max_len``)."""
     out = []
     for row in rows:
         if row.thought is None:
             raise ValueError(f"row id={row.id}: label has no <THOUGHT> reasoning (run `gplan rationalize` first)")
-        reasoning = Reasoning.parse(row.thought)
-        sample = EncodedSample(
-            prompt=ids(chat_prompt(tokenizer, build_messages(row, options))),
-            open_ids=open_ids, close_ids=close_ids,
-            blocks_text=[ids(f"<{tag}>{text}</{tag}>") for tag, text in reasoning.blocks],
-            blocks_latent=[tokenizer.convert_tokens_to_ids(latent_tokens_for(tag)) for tag, _ in reasoning.blocks],
-            json=ids(dumps_plan(row.plan)) + [tokenizer.eos_token_id])
+        prompt = tokenizer(chat_prompt(tokenizer, build_messages(row, options)), add_special_tokens=False).input_ids
+        sample = encode_response(tokenizer, row.thought, row.plan, prompt)
         longest = len(sample.target("cot", 0)[0])
         if longest >= max_len:
             raise ValueError(f"row id={row.id}: response alone is {longest} tokens, max_len is {max_len}")
@@ -205,7 +222,8 @@ def training_arguments(hp: dict[str, Any], out_dir: str, seed: int, **specific) 
     """The settings every run shares (seeded, CPU or GPU, bf16 and DeepSpeed from ``hp``), plus ``specific``."""
     return TrainingArguments(
         output_dir=out_dir, num_train_epochs=hp.get("epochs", 1), per_device_train_batch_size=hp["batch_size"],
-        gradient_accumulation_steps=hp.get("grad_accum", 1), learning_rate=hp["lr"], max_grad_norm=1.0,
+        gradient_accumulation_steps=hp.get("grad_accum", 1), learning_rate=hp["lr"],
+        max_grad_norm=hp.get("max_grad_norm", 1.0),
         logging_steps=hp.get("logging_steps", 10), report_to=[], seed=seed, data_seed=seed,
         remove_unused_columns=False, dataloader_num_workers=0, bf16=hp.get("bf16", False),
         disable_tqdm=hp.get("disable_tqdm", False), use_cpu=not torch.cuda.is_available(),

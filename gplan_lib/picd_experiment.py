@@ -53,17 +53,24 @@ def evaluate_student(directory: str | Path, rows: Sequence[GsisrRow], eval_cfg: 
 class Experiment:
     """One scale's PICD experiment: data, tokenizer, initial model, runs and their evaluation."""
 
-    def __init__(self, cfg: dict[str, Any], data_dir: str | Path, work_dir: str | Path, seed: int = 0):
+    def __init__(self, cfg: dict[str, Any], data_dir: str | Path, work_dir: str | Path, seed: int = 0,
+                 init_from: str | Path | None = None):
+        """``init_from``: start every run from this saved model (with its tokenizer and an
+        ``init_key.txt``, e.g. a pretrained backbone) instead of a fresh initialisation."""
         self.cfg, self.seed = cfg, seed
         self.data_dir, self.work = Path(data_dir), Path(work_dir)
         self.options = PromptOptions.named(cfg["prompt"])
         self.train_rows = load_rows(self.data_dir / "train.csv")[: cfg["n_train"]]
         self.test_rows = load_rows(self.data_dir / "test.csv")[: cfg["n_eval"]]
         self.work.mkdir(parents=True, exist_ok=True)
-        self.init_dir = self.work / "init"
+        self.init_dir = Path(init_from) if init_from else self.work / "init"
         from accelerate import PartialState
-        with PartialState().main_process_first():  # under `accelerate launch`, rank 0 builds, the rest reuse
-            self.tokenizer = self._init_model()
+        if init_from:
+            from transformers import AutoTokenizer
+            self.tokenizer = AutoTokenizer.from_pretrained(self.init_dir)
+        else:
+            with PartialState().main_process_first():  # under `accelerate launch`, rank 0 builds, the rest reuse
+                self.tokenizer = self._init_model()
         self.samples: list[EncodedSample] = encode(self.train_rows, self.tokenizer, self.options, cfg["max_len"])
 
     def _init_model(self):

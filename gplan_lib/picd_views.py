@@ -77,13 +77,14 @@ def plot_training_curves(histories: Mapping[str, Sequence[Mapping[str, Any]]], p
                          ) -> plt.Figure:
     """The CoT and JSON section losses and the LR over steps, one line per run."""
     fig, ax = plt.subplots(1, 3, figsize=(15, 3.8))
-    for name, hist in histories.items():
+    for k, (name, hist) in enumerate(histories.items()):
         logs = [h for h in hist if "loss" in h]
         steps = [h["step"] for h in logs]
-        if any("loss_cot" in h for h in logs):
-            ax[0].plot(steps, [h.get("loss_cot", np.nan) for h in logs], label=name)
-        ax[1].plot(steps, [h.get("loss_json", np.nan) for h in logs], label=name)
-        ax[2].plot(steps, [h["learning_rate"] for h in logs], label=name)
+        style = {"label": name, "color": f"C{k}"}  # one colour per run in every panel
+        if any("loss_cot" in h for h in logs):  # Direct-SFT has no CoT section: no line, same colours after it
+            ax[0].plot(steps, [h.get("loss_cot", np.nan) for h in logs], **style)
+        ax[1].plot(steps, [h.get("loss_json", np.nan) for h in logs], **style)
+        ax[2].plot(steps, [h["learning_rate"] for h in logs], **style)
     for a, title in zip(ax, ("L_cot (CoT section)", "L_json (JSON section)", "learning rate")):
         a.set_title(title)
         a.set_xlabel("step")

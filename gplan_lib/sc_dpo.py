@@ -23,12 +23,9 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .data import GsisrRow
-from .intents import dumps_plan
 from .modeling import chat_prompt
-from .parsing import parse_output
-from .picd import WindowedLogs, right_pad, steps_per_epoch, training_arguments, warmup_steps
+from .picd import WindowedLogs, latent_target, right_pad, steps_per_epoch, training_arguments, warmup_steps
 from .prompt import PromptOptions, build_messages
-from .scaffold import Reasoning
 
 
 @dataclass(frozen=True)
@@ -73,14 +70,6 @@ def sc_dpo_loss(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, ref_
     return total, {k: float(v.detach()) for k, v in logs.items()}
 
 
-def latent_response(label: str) -> str:
-    """A teacher label (reasoning + plan) as the PICD student writes it: fully latent prefix + JSON."""
-    parsed = parse_output(label)
-    if parsed.thought is None:
-        raise ValueError("label has no <THOUGHT> reasoning")
-    return Reasoning.parse(parsed.thought).fold(10**6) + dumps_plan(parsed.plan)
-
-
 @dataclass
 class EncodedPair:
     prompt: list[int]
@@ -91,13 +80,13 @@ class EncodedPair:
 
 
 def encode_pairs(records: Sequence[dict[str, Any]], tokenizer, options: PromptOptions) -> list[EncodedPair]:
-    """Pair records (from pairs_*.jsonl) as token ids: prompt, chosen response, rejected response (+ EOS)."""
-    def ids(text: str) -> list[int]:
-        return tokenizer(text, add_special_tokens=False).input_ids
-
-    eos = [tokenizer.eos_token_id]
-    return [EncodedPair(ids(chat_prompt(tokenizer, build_messages(GsisrRow(r["row"]), options))),
-                        ids(latent_response(r["chosen"])) + eos, ids(latent_response(r["rejected"])) + eos)
+    """Pair records (from pairs_*.jsonl) as token ids: the prompt, and the chosen and rejected
+    responses exactly as the PICD student was trained to write them at its last stage
+    (``picd.latent_target``: each piece tokenised on its own, so ``</THOUGHT>`` and the JSON never
+    merge into a token the student never saw)."""
+    return [EncodedPair(tokenizer(chat_prompt(tokenizer, build_messages(GsisrRow(r["row"]), options)),
+                                  add_special_tokens=False).input_ids,
+                        latent_target(tokenizer, r["chosen"]), latent_target(tokenizer, r["rejected"]))
             for r in records]
 
 

@@ -1,9 +1,22 @@
 """The runs behind Table 4 (paper Sec. 5.4): PICD-CALR, + vanilla DPO, + SC-DPO, on the
-bidirectional counterfactual pairs, with the context-sensitivity measures that need no LLM:
-preference accuracy on held-out pairs and the generation-level flip rate."""
+bidirectional counterfactual pairs, with context-sensitivity measures that need no LLM and can move
+in both directions (``sensitivity``):
+
+* the double difference DD = [log pi(y_a|x) - log pi(y_a|x')] - [log pi(y_b|x) - log pi(y_b|x')] per
+  held-out pair (y_a matched to x, y_b to x'): > 0 when the model ties each plan to its own context.
+  A context-blind model has DD = 0; its share > 0 and mean (nats) are reported.
+* reward accuracy: held-out records where the implicit reward beta*log(pi/pi_ref) of y+ beats y-'s
+  (the reference itself has no reward: None);
+* preference accuracy (log pi(y+|x) > log pi(y-|x)), kept for comparison: on pairs stored in both
+  directions it is 0.5 by construction for a model that ignores the context, so it cannot show
+  sensitivity going up or down;
+* the generation-level flip rate.
+"""
 from __future__ import annotations
 
+import hashlib
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -17,9 +30,40 @@ from .modeling import load_for_training
 from .parsing import parse_output
 from .prompt import PromptOptions
 from .runs import config_key, train_or_reuse
-from .sc_dpo import SCDPOLoss, encode_pairs, make_dpo_trainer, pair_logps, read_pairs
+from .sc_dpo import EncodedPair, SCDPOLoss, encode_pairs, make_dpo_trainer, pair_logps, read_pairs
 
 VARIANTS = {"+ Vanilla DPO": "vanilla", "+ SC-DPO": "sc"}
+
+
+def ids_digest(pairs: Sequence[EncodedPair]) -> str:
+    """A hash of the encoded token ids of every pair (prompt, chosen, rejected)."""
+    h = hashlib.sha256()
+    for p in pairs:
+        h.update(json.dumps([p.prompt, p.chosen, p.rejected]).encode())
+    return h.hexdigest()[:16]
+
+
+def weights_digest(directory: str | Path) -> str:
+    """A hash of a saved model's weight files."""
+    h = hashlib.sha256()
+    for f in sorted(Path(directory).glob("*.safetensors")):
+        h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def likelihood_sensitivity(chosen: np.ndarray, rejected: np.ndarray, records: Sequence[dict[str, Any]],
+                           ref: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, Any]:
+    """The double difference per pair, reward accuracy (with a reference) and preference accuracy,
+    from log pi(y+|x) and log pi(y-|x) of pair records stored in both directions."""
+    margin: dict[str, list[float]] = {}  # pair id -> [log pi(y+|x) - log pi(y-|x)] of both directions
+    for rec, m in zip(records, chosen - rejected, strict=True):
+        margin.setdefault(rec["pair_id"], []).append(float(m))
+    dd = np.array([sum(v) for v in margin.values() if len(v) == 2])  # = DD: the two margins add up to it
+    reward_gap = None if ref is None else (chosen - ref[0]) - (rejected - ref[1])
+    return {"double_difference_positive": float(np.mean(dd > 0)), "double_difference_mean": float(np.mean(dd)),
+            "reward_accuracy": None if reward_gap is None else float(np.mean(reward_gap > 0)),
+            "preference_accuracy": float(np.mean(chosen > rejected)), "logp_chosen_mean": float(np.mean(chosen)),
+            "dd_pairs": int(dd.size)}
 
 
 class DPOExperiment:
@@ -41,46 +85,75 @@ class DPOExperiment:
         self._reference()
 
     def _reference(self) -> None:
-        """Reference log-probs of the PICD model on every training pair, computed once and cached."""
+        """Reference log-probs of the PICD model on every training and held-out pair, computed once
+        and cached under a key of the encoded ids and the reference weights (a change of either
+        recomputes them)."""
         cache = self.work / "reference_logps.json"
-        key = config_key({"base": self.base_key, "pairs": self.cfg["n_pairs"]})
+        key = config_key({"base": self.base_key, "weights": weights_digest(self.base),
+                          "train_ids": ids_digest(self.train_pairs), "test_ids": ids_digest(self.test_pairs)})
         ref = json.loads(cache.read_text()) if cache.is_file() else {}
         if ref.get("key") != key:
             model = load_for_training(self.base, self.tokenizer, self.model_cfg)
-            c, r = pair_logps(model, self.train_pairs, self.tokenizer.pad_token_id, self.cfg["eval_batch_size"],
-                              desc="reference log-probs")
-            ref = {"key": key, "chosen": c.tolist(), "rejected": r.tolist()}
+            ref = {"key": key}
+            for split, pairs in (("train", self.train_pairs), ("test", self.test_pairs)):
+                c, r = pair_logps(model, pairs, self.tokenizer.pad_token_id, self.cfg["eval_batch_size"],
+                                  desc=f"reference log-probs ({split})")
+                ref[split] = {"chosen": c.tolist(), "rejected": r.tolist()}
             cache.write_text(json.dumps(ref))
             del model
-        for p, c, r in zip(self.train_pairs, ref["chosen"], ref["rejected"]):
-            p.ref_chosen, p.ref_rejected = c, r
+        for split, pairs in (("train", self.train_pairs), ("test", self.test_pairs)):
+            for p, c, r in zip(pairs, ref[split]["chosen"], ref[split]["rejected"]):
+                p.ref_chosen, p.ref_rejected = c, r
+
+    @property
+    def ref_logp_chosen_mean(self) -> float:
+        """Mean summed reference log-prob (nats) of the held-out chosen responses."""
+        return float(np.mean([p.ref_chosen for p in self.test_pairs]))
 
     def weights(self, variant: str) -> SCDPOLoss:
+        """The loss of a variant: ``sc`` (Eq. 13), ``vanilla`` (Eq. 8 only), or an SC-DPO ablation
+        without one term: ``sc-no-anchor`` (Eq. 9), ``sc-no-gap`` (Eq. 10-11), ``sc-no-centre`` (Eq. 12)."""
         w = SCDPOLoss(**self.cfg["loss"])
-        return SCDPOLoss.vanilla(w.beta) if variant == "vanilla" else w
+        off = {"sc": {}, "sc-no-anchor": {"lambda_a": 0.0}, "sc-no-gap": {"lambda_gl": 0.0, "lambda_gh": 0.0},
+               "sc-no-centre": {"lambda_c": 0.0}}
+        if variant == "vanilla":
+            return SCDPOLoss.vanilla(w.beta)
+        if variant not in off:
+            raise ValueError(f"unknown DPO variant {variant!r}; choose vanilla or one of {sorted(off)}")
+        return replace(w, **off[variant])
 
-    def run_dir(self, variant: str) -> Path:
-        return self.work / f"dpo-{variant}"
+    def run_dir(self, variant: str, tag: str = "") -> Path:
+        return self.work / f"dpo-{variant}{'-' + tag if tag else ''}"
 
-    def train(self, variant: str, retrain: bool = False) -> list[dict[str, float]]:
-        """Train one variant from the PICD checkpoint (or reuse it); returns its log history."""
+    def train(self, variant: str, retrain: bool = False, tag: str = "", **train_overrides) -> list[dict[str, float]]:
+        """Train one variant from the PICD checkpoint (or reuse it); returns its log history.
+        ``train_overrides`` change the scale's training settings (e.g. epochs, lr, max_grad_norm) for
+        a run kept apart under ``tag``."""
+        hp = {**self.cfg["train"], **train_overrides}
+
         def build(trainer_dir: str):
             torch.manual_seed(self.seed)
             model = load_for_training(self.base, self.tokenizer, self.model_cfg)
-            return make_dpo_trainer(model, self.tokenizer, self.train_pairs, self.weights(variant), self.cfg["train"],
+            return make_dpo_trainer(model, self.tokenizer, self.train_pairs, self.weights(variant), hp,
                                     trainer_dir, seed=self.seed)
 
-        key = config_key({"base": self.base_key, "cfg": self.cfg, "variant": variant, "seed": self.seed})
+        cfg = {**self.cfg, "train": hp} if train_overrides else self.cfg
+        key = config_key({"base": self.base_key, "cfg": cfg, "variant": variant, "seed": self.seed})
         base_card = json.loads((self.base / MODEL_CARD).read_text())
-        return train_or_reuse(self.run_dir(variant), key, retrain, build, self.tokenizer,
+        return train_or_reuse(self.run_dir(variant, tag), key, retrain, build, self.tokenizer,
                               lambda tr: {**base_card, "dpo_variant": variant})
 
-    def preference_accuracy(self, directory: str | Path) -> float:
-        """Share of held-out pair records where log pi(y+|x) > log pi(y-|x)."""
+    def sensitivity(self, directory: str | Path, generate: bool = True) -> dict[str, Any]:
+        """Context sensitivity of a saved student on the held-out pairs (see the module docstring);
+        ``generate=False`` leaves out the flip rate, the one measure that decodes."""
         from transformers import AutoModelForCausalLM
         model = AutoModelForCausalLM.from_pretrained(directory)
-        c, r = pair_logps(model, self.test_pairs, self.tokenizer.pad_token_id, self.cfg["eval_batch_size"], desc="held-out pairs")
-        return float(np.mean(c > r))
+        c, r = pair_logps(model, self.test_pairs, self.tokenizer.pad_token_id, self.cfg["eval_batch_size"],
+                          desc="held-out pairs")
+        ref = None if weights_digest(directory) == weights_digest(self.base) else (
+            np.array([p.ref_chosen for p in self.test_pairs]), np.array([p.ref_rejected for p in self.test_pairs]))
+        return {**likelihood_sensitivity(c, r, self.test_records, ref),
+                **(self.flip_rate(directory) if generate else {})}
 
     def flip_rate(self, directory: str | Path) -> dict[str, float]:
         """Generate under x and under x' for each held-out pair: the plan under x should be closer

@@ -8,12 +8,17 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from gplan_lib.config import load_scale
 from gplan_lib.counterfactual import make_pairs
+from gplan_lib.data import GsisrRow, load_rows
 from gplan_lib.modeling import add_latent_tokens, tiny_qwen3, train_tokenizer
 from gplan_lib.prompt import PromptOptions, build_messages
-from gplan_lib.sc_dpo import (SCDPOLoss, _batch, encode_pairs, latent_response, make_dpo_trainer, pair_logps,
-                              sc_dpo_loss, sequence_logps)
-from gplan_lib.scaffold import latent_valid
+from gplan_lib.picd import CurriculumDataset, encode
+from gplan_lib.sc_dpo import (SCDPOLoss, _batch, encode_pairs, make_dpo_trainer, pair_logps, read_pairs, sc_dpo_loss,
+                              sequence_logps)
+from gplan_lib.sc_dpo_experiment import ids_digest
+from gplan_lib.scaffold import MAX_STEPS, latent_valid
+from gplan_lib.synth import SynthConfig, synthesize
 from gplan_lib.teacher import ExpertTeacher
 from gplan_lib.world import simulate_row
 from helpers import TINY_ARCH
@@ -75,10 +80,44 @@ def setup():
     return model, tok, [r.as_record() for r in records], opts
 
 
-def test_latent_response_is_a_valid_latent_output(setup):
-    _, _, records, _ = setup
-    for r in records:
-        assert latent_valid(latent_response(r["chosen"]))[0]
+@pytest.fixture(scope="module")
+def ci_pairs(tmp_path_factory):
+    """Every pair record of the ci scale's dataset, and a tokenizer built as the ci experiment builds it."""
+    cfg = load_scale("ci")
+    out = tmp_path_factory.mktemp("ci-data")
+    synthesize(SynthConfig(**cfg["synth"], workers=1), out)
+    opts = PromptOptions.named(cfg["picd"]["prompt"])
+    rows = load_rows(out / "train.csv")[: cfg["picd"]["n_train"]]
+    tok = train_tokenizer([m["content"] for r in rows for m in build_messages(r, opts)] + [r["raw_labels"] for r in rows],
+                          cfg["picd"]["model"]["vocab_size"])
+    add_latent_tokens(tok)
+    return read_pairs(out / "pairs_train.jsonl") + read_pairs(out / "pairs_test.jsonl"), tok, opts
+
+
+def test_pair_responses_are_the_picd_full_stage_targets(ci_pairs):
+    """What DPO scores is token for token what PICD trains at its last stage (read through the
+    curriculum dataset the Trainer reads) and what the student generates."""
+    records, tok, opts = ci_pairs
+    pairs = encode_pairs(records, tok, opts)
+    for rec, pair in zip(records, pairs):
+        for key in ("chosen", "rejected"):
+            row = GsisrRow(rec["row"]).replace(raw_labels=rec[key])
+            data = CurriculumDataset(encode([row], tok, opts, max_len=4096), "picd")
+            data.set_curriculum_epoch(MAX_STEPS + 3)  # past every sample's last stage
+            item = data[0]
+            target = item["input_ids"][len(data.samples[0].prompt):]
+            assert getattr(pair, key) == target, (rec["pair_id"], key)
+            assert latent_valid(tok.decode(target, skip_special_tokens=False).replace(tok.eos_token, ""))[0]
+        assert pair.prompt == data.samples[0].prompt
+    assert len(records) > 100
+
+
+def test_reference_cache_follows_the_encoded_ids(setup):
+    model, tok, records, opts = setup
+    pairs = encode_pairs(records[:4], tok, opts)
+    before = ids_digest(pairs)
+    pairs[0].chosen = pairs[0].chosen[:-2] + pairs[0].chosen[-1:]
+    assert ids_digest(pairs) != before
 
 
 def test_sequence_logps_sum_response_tokens_only(setup):
@@ -107,7 +146,9 @@ def test_training_logs_trl_names_and_starts_at_the_reference(setup, tmp_path):
     for key in ("rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies", "logps/chosen",
                 "logps/rejected", "loss/anchor", "loss/gap_low", "loss/gap_high", "loss/center"):
         assert key in first
-    assert first["rewards/chosen"] == pytest.approx(0.0, abs=1e-5)  # policy == reference at step 0
+    # policy == reference at step 0: the training forward scores exactly what the reference pass scored
+    assert first["rewards/chosen"] == pytest.approx(0.0, abs=1e-5)
+    assert first["rewards/rejected"] == pytest.approx(0.0, abs=1e-5)
     assert len(logs) == 4
 
 

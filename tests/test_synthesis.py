@@ -88,13 +88,53 @@ def test_counterfactual_pairs_are_bidirectional_and_differ():
         assert (x.direction, xp.direction) == ("x", "x'") and x.chosen == xp.rejected and x.rejected == xp.chosen
         assert x.chosen != x.rejected
         changed = {k for k in row.cells if row[k] != xp.row[k]}
+        # the context cells, and for a new date the order's times and dated events moved with it
         assert changed and changed <= {"currenttime", "weekendflag", "holidayflag", "current_poi_name",
-                                       "current_tag", "current_city", "current_district"}
+                                       "current_tag", "current_city", "current_district", "trigger_5",
+                                       "trigger_6", "trigger_7", "short_term_behavior_seq"}
     assert found > 30
     row = simulate_row(4, 0)
     for kind, fn in PERTURBATIONS.items():
         cf = fn(row, random.Random(1))
         assert cf is None or validate_cells(cf.replace(raw_labels="[]").cells, 0) == [], kind
+
+
+def test_each_perturbation_changes_exactly_its_intended_facts():
+    """Sec. 4.2.1: x' differs from x only in the spatiotemporal variable the perturbation names; a new
+    date moves the order's times with it, so "the service starts today" never flips by accident."""
+    from dataclasses import asdict
+
+    from gplan_lib.counterfactual import INTENDED_FACTS
+
+    seen = dict.fromkeys(PERTURBATIONS, 0)
+    for i in range(400):
+        row = simulate_row(9, i)
+        for kind, fn in PERTURBATIONS.items():
+            cf = fn(row, random.Random(i))
+            if cf is None:
+                continue
+            seen[kind] += 1
+            before, after = asdict(situation_of(row)), asdict(situation_of(cf))
+            changed = {k for k in before if before[k] != after[k]}
+            assert INTENDED_FACTS[kind][0] in changed, (kind, i)
+            assert changed <= set(INTENDED_FACTS[kind]), (kind, i, changed - set(INTENDED_FACTS[kind]))
+            assert validate_cells(cf.replace(raw_labels="[]").cells, 0) == [], (kind, i)
+            if kind in ("weekend", "holiday"):  # dated behaviour events keep their weekday consistent
+                assert cf["short_term_behavior_seq"] != row["short_term_behavior_seq"]
+    assert min(seen.values()) > 40, seen
+
+
+def test_shifted_behaviour_events_name_the_right_weekday():
+    from datetime import date
+
+    from gplan_lib.counterfactual import EVENT_RE, to_weekend
+    from gplan_lib.world import WEEKDAY_ZH
+
+    row = next(r for r in (simulate_row(3, i) for i in range(50)) if r.time.weekday() < 4 and 1 < r.time.month < 12)
+    cf = to_weekend(row, random.Random(0))
+    for m in EVENT_RE.finditer(cf["short_term_behavior_seq"]):
+        d = date(2026, int(m.group(1)), int(m.group(2)))
+        assert WEEKDAY_ZH[d.weekday()] == m.group(3)
 
 
 def test_floors():
