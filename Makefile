@@ -1,6 +1,7 @@
 # The two commands of the README:
 #   make run    all notebooks in order through papermill at SCALE (default: cpu)
 #   make test   unit tests and every notebook under nbval at the ci scale
+#   (make seeds / make regimes: the seed and regime studies behind the README's Tables 3-4)
 # Each creates the virtual environment .venv first when it is missing or stale.
 PYTHON ?= python3
 VENV   ?= .venv
@@ -9,7 +10,7 @@ BIN     = $(VENV)/bin
 NOTEBOOKS = $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: run test setup bench clean-runs
+.PHONY: run test setup bench clean-runs seeds regimes
 
 setup: $(VENV)/.installed
 
@@ -27,6 +28,16 @@ run: setup
 
 test: setup
 	GPLAN_SCALE=ci $(BIN)/python -m pytest --nbval-lax tests $(NOTEBOOKS)
+
+# Tables 3-4 over training seeds 0-2 (results/$(SCALE)/seeds.json; seed 0 = the notebooks' runs), and the
+# regime study (results/$(SCALE)/regimes.json). Each about 1.5 h at the cpu scale on 2 cores.
+seeds: setup
+	$(BIN)/gplan synth --scale $(SCALE)
+	$(BIN)/python -m gplan_lib.seed_study --scale $(SCALE) --seeds 0 1 2 --jobs 3
+
+regimes: setup
+	$(BIN)/gplan synth --scale $(SCALE)
+	$(BIN)/python -m gplan_lib.regimes --scale $(SCALE)
 
 bench: setup
 	$(BIN)/python benchmarks/synth_throughput.py --n 100000

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Sequence
 
 import numpy as np
@@ -200,8 +201,10 @@ class LLMJudge:
         return [{"role": "system", "content": RUBRIC}, {"role": "user", "content": user}]
 
     def judge(self, rows: Sequence[GsisrRow], plans: Sequence[Plan]) -> list[Verdict]:
+        """Scores for each (row, plan); a reply that is not exactly the three scores is an error naming
+        the row, and is not cached."""
         replies = self.client.complete_many([self.messages(r, p) for r, p in zip(rows, plans, strict=True)],
-                                            desc="llm judge")
+                                            desc="llm judge", validate=[partial(parse_scores, row_id=r.id) for r in rows])
         return [parse_scores(text, r.id) for r, text in zip(rows, replies)]
 
 

@@ -20,7 +20,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .paths import REPO, RUNS
+from .paths import REPO, RESULTS, RUNS
 
 #: Runs in table order: Table 3's five SFT/PICD runs, then Table 4's two post-training variants.
 PICD_RUNS = ("Direct-SFT", "CoT-SFT", "PICD (cosine)", "PICD (constant)", "PICD (CALR)")
@@ -129,6 +129,30 @@ def summarise(per_seed: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return {"scale": per_seed[0]["scale"], "n_rows_per_seed": per_seed[0]["n_rows"], "runs": runs, "paired": paired,
             "sensitivity": sensitivity,
             "tests": "paired per row and seed: exact McNemar on Acc@1, sign-flip permutation (10,000) on NES"}
+
+
+def committed(scale: str = "cpu") -> dict[str, Any] | None:
+    """The stored study of ``scale`` (the committed one at cpu), or None with a word on how to make it."""
+    path = RESULTS / scale / "seeds.json"
+    if not path.is_file():
+        print(f"No seed study at {path}: `make seeds SCALE={scale}` writes it (about 1.5 h at the cpu scale).")
+        return None
+    return json.loads(path.read_text())
+
+
+def seed_table(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per run: each metric as mean ± sd over seeds (for display with pandas)."""
+    return [{"run": n, "seeds": len(r["seeds"]),
+             **{m: f"{np.mean(r[m]):.3f} ± {np.std(r[m], ddof=1) if len(r[m]) > 1 else 0:.3f}" for m in METRICS}}
+            for n, r in summary["runs"].items()]
+
+
+def paired_table(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per comparison: differences and p-values of the paired tests."""
+    return [{"comparison": k, "rows x seeds": v["n"], "Δ Acc@1": round(v["acc1_diff"], 3),
+             "A only / B only": f"{v['mcnemar_acc1']['a_only']} / {v['mcnemar_acc1']['b_only']}",
+             "McNemar p": round(v["mcnemar_acc1"]["p_value"], 4), "Δ NES": round(v["nes_diff"], 3),
+             "sign-flip p (NES)": round(v["sign_flip_nes_p"], 4)} for k, v in summary["paired"].items()]
 
 
 def plot_seeds(summary: dict[str, Any], path: str | Path | None = None):

@@ -78,3 +78,60 @@ class FakeServer:
     def close(self):
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+class RawServer:
+    """A loopback server that answers each connection with the next scripted raw HTTP reply (bytes),
+    optionally trickled one byte every ``trickle`` seconds; records each request's head and body."""
+
+    def __init__(self, replies: list[bytes], trickle: float = 0.0):
+        import socket
+        self.replies, self.trickle, self.requests = list(replies), trickle, []
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}/v1"
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        import time
+        while self.replies:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    data += conn.recv(65536)
+                head, body = data.split(b"\r\n\r\n", 1)
+                length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                               if line.lower().startswith(b"content-length")), 0)
+                while len(body) < length:
+                    body += conn.recv(65536)
+                self.requests.append((head.decode("latin-1"), body))
+                reply = self.replies.pop(0)
+                try:
+                    if self.trickle:
+                        for i in range(len(reply)):
+                            conn.sendall(reply[i:i + 1])
+                            time.sleep(self.trickle)
+                    else:
+                        conn.sendall(reply)
+                except OSError:
+                    pass
+
+    def close(self):
+        self.sock.close()
+
+
+def http_reply(status: str, body: bytes = b"", **headers: str) -> bytes:
+    """A raw HTTP/1.1 reply with Content-Length (and the given headers, '_' read as '-')."""
+    lines = [f"HTTP/1.1 {status}", f"Content-Length: {len(body)}", "Connection: close",
+             *(f"{k.replace('_', '-')}: {v}" for k, v in headers.items())]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+def chat_body(content) -> bytes:
+    return json.dumps({"choices": [{"message": {"role": "assistant", "content": content}}]}).encode()
