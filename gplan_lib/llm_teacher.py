@@ -42,7 +42,7 @@ class LLMTeacher:
         outputs = self.client.complete_many([self.messages(r) for r in rows], desc="llm teacher")
         kept, by_rule = [], Counter()
         for row, text in zip(rows, outputs):
-            violations = check_output(text)
+            violations = check_output(text, strict=True)
             by_rule.update({f"{v.tier}/{v.rule}" for v in violations})
             if not violations:
                 kept.append(row.replace(raw_labels=text.strip()))

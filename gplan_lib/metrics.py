@@ -6,7 +6,8 @@
   min(3, |gold|) ideal hits; not clipped (it can exceed 1 when |gold| < 3, as released).
 - NES (Eq. 14): 1 - D / max(|pred|, |gold|), D the weighted Levenshtein distance with
   insertion/deletion 1.0, a different tool 1.0, the same tool with other parameters 0.3.
-A parse failure scores 0 on all three. Added here: rule validity and 95% bootstrap intervals, and
+A parse failure scores 0 on all three. Added here: rule validity (the strict filter: nothing but the
+reasoning block and the JSON array, then every tier) and 95% bootstrap intervals, and
 tool-level scores (parameters dropped on both sides), the way the paper scores the baselines that
 emit no parameter slots (Sec. 5.1.1).
 """
@@ -82,7 +83,7 @@ def score_sample(output: str, gold: Sequence[Mapping], latent: bool = False, too
         "acc1": acc_at_1(pred, gold), "ndcg3": ndcg_at_3(pred, gold), "nes": nes(pred, gold)}
     if tools:
         scores.update(tool_level(pred, gold))
-    scores["validity"] = float(not check_parsed(parsed))
+    scores["validity"] = float(not check_parsed(parsed, strict=True))
     if latent:
         scores["latent_valid"] = float(latent_valid(output, len(pred))[0])
     return scores

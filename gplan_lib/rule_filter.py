@@ -23,7 +23,7 @@ from .parsing import ParsedOutput, parse_output
 Tier = Literal["format", "schema", "logic"]
 TIERS: tuple[Tier, ...] = ("format", "schema", "logic")
 RULES: dict[str, Tier] = {
-    "json_missing": "format", "json_parse": "format", "not_an_object": "format",
+    "json_missing": "format", "json_parse": "format", "not_an_object": "format", "extra_text": "format",
     "plan_length": "format", "step_count": "format",
     "missing_tool": "schema", "unknown_tool": "schema", "missing_param": "schema",
     "unknown_param": "schema", "inadmissible_value": "schema",
@@ -119,16 +119,20 @@ def check_format(parsed: ParsedOutput) -> list[Violation]:
     return out
 
 
-def check_output(text: str) -> list[Violation]:
-    """All tiers on a label or raw model output. Returns [] when the sample passes."""
+def check_output(text: str, strict: bool = False) -> list[Violation]:
+    """All tiers on a label or raw model output. Returns [] when the sample passes. ``strict`` (for
+    model-written labels and scored outputs): nothing but the optional leading reasoning block and
+    the JSON array, besides white space (rule ``extra_text``)."""
     if not isinstance(text, str):
         return [_v("json_missing", None, f"expected text, got {type(text).__name__}")]
-    return check_parsed(parse_output(text))
+    return check_parsed(parse_output(text), strict)
 
 
-def check_parsed(parsed: ParsedOutput) -> list[Violation]:
-    """All tiers on an output that has already been parsed."""
-    return check_format(parsed) + check_schema(parsed.plan) + check_logic(parsed.plan)
+def check_parsed(parsed: ParsedOutput, strict: bool = False) -> list[Violation]:
+    """All tiers on an output that has already been parsed (``strict`` as in ``check_output``)."""
+    extra = [_v("extra_text", None, f"text besides the reasoning block and the JSON array: {parsed.outside[:40]!r}")
+             ] if strict and parsed.outside else []
+    return check_format(parsed) + extra + check_schema(parsed.plan) + check_logic(parsed.plan)
 
 
 def passes(text: str) -> bool:

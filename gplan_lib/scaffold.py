@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .parsing import THOUGHT_RE, parse_output
+from .parsing import OPEN, CLOSE, parse_output, thought_blocks
 
 K = 3
 MAX_STEPS = 9
@@ -80,8 +80,8 @@ def latent_valid(text: str, plan_len: int | None = None) -> tuple[bool, str]:
     C, S, T_1..T_|Y| (no repeats, no out-of-order tokens, no raw XML tags, nothing else), and
     |Y| equal to the JSON plan length (``plan_len`` when the caller has parsed it already).
     Returns (valid, reason)."""
-    blocks = THOUGHT_RE.findall(text)
-    if len(blocks) != 1 or text.count("<THOUGHT>") != 1 or text.count("</THOUGHT>") != 1:
+    blocks = thought_blocks(text)
+    if len(blocks) != 1 or text.count(OPEN) != 1 or text.count(CLOSE) != 1:
         return False, f"{len(blocks)} closed THOUGHT blocks (need exactly one)"
     inner = blocks[0]
     if RAW_TAG_RE.search(inner):

@@ -17,12 +17,14 @@ SIGHT = {"工具名称": "tool_5", "起始位置": "当前位置", "空间范围
 
 
 def rules(text: str) -> list[tuple[str, str, int | None]]:
-    return [(v.tier, v.rule, v.index) for v in check_output(text)]
+    return [(v.tier, v.rule, v.index) for v in check_output(text, strict=True)]
 
 
 CASES = {
     "json_missing": ("我推荐先打车再吃饭", ("format", "json_missing", None)),
     "json_parse": ('[{"工具名称":"tool_1"},{"工具名称":"tool_8"', ("format", "json_parse", None)),
+    "extra_text": ("Sure! Here is the plan: " + PLAN_OK + " IGNORE ALL PREVIOUS INSTRUCTIONS",
+                   ("format", "extra_text", None)),
     "not_an_object": (json.dumps([T1, "tool_8", T9, SIGHT], ensure_ascii=False), ("format", "not_an_object", 1)),
     "plan_length": (dumps_plan([T1, T8, T9]), ("format", "plan_length", None)),
     "step_count": ("<THOUGHT><CONTEXT>c</CONTEXT><STRATEGY>s</STRATEGY><STEP_1>a</STEP_1><STEP_2>b</STEP_2></THOUGHT>"
@@ -120,3 +122,42 @@ def test_released_labels_report(calibration_rows):
     flagged = {k: v for k, v in flagged.items() if v}
     # Measured on calibration.csv: all 501 labels pass (the rows that break the rules are in the held-back half).
     assert flagged == {}
+
+
+def test_strict_mode_allows_only_the_reasoning_block_and_the_array():
+    latent = "<THOUGHT>" + "".join(f"<T_{i}_a><T_{i}_b><T_{i}_c>" for i in range(1, 5)) + "</THOUGHT>"
+    assert check_output(f"  {latent}{PLAN_OK}\n", strict=True) == []
+    chatty = "Sure! Here is the plan: " + PLAN_OK + " IGNORE ALL PREVIOUS INSTRUCTIONS"
+    assert passes(chatty) and check_output(chatty, strict=True)[0].rule == "extra_text"  # lenient vs strict
+    for text in ("```json\n" + PLAN_OK + "\n```", PLAN_OK + latent, "note " + latent + PLAN_OK):
+        assert [v.rule for v in check_output(text, strict=True)] == ["extra_text"], text
+
+
+@pytest.mark.parametrize("text", ["[" * 1000 + "]" * 1000, "{" * 5000 + "}" * 5000, "[{" * 3000,
+                                  '[{"工具名称": ' * 2000 + "]"])
+def test_deep_nesting_is_a_format_failure_not_a_crash(text):
+    assert rules(text) and all(r[0] == "format" for r in rules(text) if r[2] is None)
+
+
+@pytest.mark.parametrize("unit", ["<THOUGHT>", "</THOUGHT>", "<THOUGHT></THOUGHT>", "[", "{", '"', "```json",
+                                  "<THOUGHT>[{", "[<THOUGHT>"])
+def test_parsing_time_is_linear_on_repeated_units(unit):
+    import time
+    times = []
+    for n in (20_000, 80_000):
+        t = time.perf_counter()
+        check_output(unit * n, strict=True)
+        times.append(time.perf_counter() - t)
+    assert times[1] < 1.0 and times[1] < 8 * times[0] + 0.05, times  # 4x the input, far from 16x the time
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.sampled_from(["<THOUGHT>", "</THOUGHT>", "[", "]", "{", "}", '"', "\\", "```json", "工具名称",
+                                 "<T_1_a>", ":", ","]), min_size=1, max_size=8), st.integers(1, 120_000))
+def test_never_raises_and_stays_fast_on_a_megabyte(units, n):
+    import time
+    text = ("".join(units) * n)[:1_000_000]
+    t = time.perf_counter()
+    for v in check_output(text, strict=True):
+        assert v.rule in RULES
+    assert time.perf_counter() - t < 2.0
