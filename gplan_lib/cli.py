@@ -1,13 +1,19 @@
-"""The ``gplan`` command line: what a user of the GSISR data wants without opening a notebook."""
+"""The ``gplan`` command line: what a user of the GSISR data wants without opening a notebook.
+
+Exit codes: 0 success; 1 the data fails a check (``validate``); 2 a usage or input error, with a
+one-line message naming the file, line, row and column where there is one; 3 an internal error (a
+bug: ``--debug`` shows its traceback, as it does for input errors). 130 after Ctrl-C or SIGTERM.
+"""
 from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
-from .data import read_gsisr_csv
+from .data import RowError, read_gsisr_csv
 from .metrics import aggregate, score_sample
 from .planners import planner, predict, write_predictions
 from .rationalize import rationalize_csv
@@ -15,31 +21,42 @@ from .rule_filter import report_csv
 from .scaffold import LATENT_RE
 from .synth import SynthConfig, ensure_dataset, synthesize
 
+EXIT_OK, EXIT_CHECK_FAILED, EXIT_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+
+class InputError(Exception):
+    """A user mistake in an argument or an input file (exit 2, one line, no traceback)."""
+
 
 def _read_predictions(path: str | Path, gold_ids: Sequence[str]) -> list[str]:
+    """The outputs of a PRED.jsonl, one record per gold row in the gold file's order; every record
+    names its row's ``id`` (positions alone would pair shuffled records with the wrong rows)."""
     outputs = []
-    with open(path, encoding="utf-8") as fh:
+    with open(path, encoding="utf-8-sig") as fh:
         for line_no, line in enumerate(fh, 1):
             if not line.strip():
                 continue
             try:
                 rec = json.loads(line)
             except ValueError as exc:
-                raise SystemExit(f"{path}:{line_no}: not a JSON object ({exc})")
+                raise InputError(f"{path}:{line_no}: not a JSON object ({exc})") from None
             if not isinstance(rec, dict) or not isinstance(rec.get("output"), str):
-                raise SystemExit(f"{path}:{line_no}: needs a string field 'output'")
+                raise InputError(f"{path}:{line_no}: needs a string field 'output'")
+            if "id" not in rec:
+                raise InputError(f"{path}:{line_no}: has no 'id'; every record names the id of its gold row "
+                                 "(records follow the gold file's order)")
             k = len(outputs)
-            if k < len(gold_ids) and "id" in rec and str(rec["id"]) != gold_ids[k]:
-                raise SystemExit(f"{path}:{line_no}: id {rec['id']!r} but gold row {k} has id {gold_ids[k]!r}; "
+            if k < len(gold_ids) and str(rec["id"]) != gold_ids[k]:
+                raise InputError(f"{path}:{line_no}: id {rec['id']!r} but gold row {k} has id {gold_ids[k]!r}; "
                                  "predictions must follow the gold file's order")
             outputs.append(rec["output"])
     if len(outputs) != len(gold_ids):
-        raise SystemExit(f"{path}: {len(outputs)} predictions for {len(gold_ids)} gold rows")
+        raise InputError(f"{path}: {len(outputs)} predictions for {len(gold_ids)} gold rows")
     return outputs
 
 
 def score_report(pred_path: str | Path, gold_path: str | Path, seed: int = 0) -> dict[str, Any]:
-    """Acc@1, NDCG@3, NES and rule validity of a PRED.jsonl against a gold GSISR CSV."""
+    """Acc@1, NDCG@3, NES and rule validity (strict filter) of a PRED.jsonl against a gold GSISR CSV."""
     rows = read_gsisr_csv(gold_path).rows
     outputs = _read_predictions(pred_path, [r.id for r in rows])
     latent = any(LATENT_RE.search(o) for o in outputs)  # predictions carry a latent prefix (Sec. 5.1.3)
@@ -52,105 +69,229 @@ def _print_table(summary: dict[str, Any]) -> None:
         print(f"{k:<9} {summary[k]:.4f}   95% CI [{lo:.4f}, {hi:.4f}]")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="gplan", description="GPlan reproduction tools")
-    sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("validate", help="run the rule filter (Sec. 3.2) over a GSISR CSV's labels")
-    p.add_argument("csv")
-    p.add_argument("--json", action="store_true", help="print the full report as JSON")
-    p = sub.add_parser("score", help="score PRED.jsonl (one {'id','output'} per gold row) against a GSISR CSV")
-    p.add_argument("--pred", required=True)
-    p.add_argument("--gold", required=True)
-    p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
-    p.add_argument("--json", action="store_true")
-    p = sub.add_parser("synth", help="synthesise a dataset (world, teacher, filter, pairs, seeds, manifest)")
-    size = p.add_mutually_exclusive_group(required=True)
-    size.add_argument("--n", type=int, help="accepted samples, train + test")
-    size.add_argument("--scale", help="a named scale of configs/scales.yaml (writes data/synth/<scale>/ as notebook 01)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--test-size", type=int, default=None, help="default: 1%% of n, at least 1")
-    p.add_argument("--pair-anchors", type=int, default=None, help="default: 10%% of the train rows")
-    p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--out", help="output folder (required with --n)")
-    p.add_argument("--overwrite", action="store_true")
-    p = sub.add_parser("predict", help="write PRED.jsonl for a GSISR CSV with a planner or model")
-    p.add_argument("--model", required=True, help="teacher | three-rule | majority | a saved student's directory")
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--max-new-tokens", type=int, default=512)
-    p.add_argument("--data", required=True)
-    p.add_argument("--out", required=True)
-    p.add_argument("--train", help="training CSV (for --model majority)")
-    p.add_argument("--overwrite", action="store_true")
-    p = sub.add_parser("train", help="train one Table 2/3 run at a named scale (also under `accelerate launch`)")
-    p.add_argument("--scale", required=True)
-    p.add_argument("--run", required=True, help="direct-cosine | cot-cosine | picd-cosine | picd-constant | picd-calr")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--deepspeed", help="DeepSpeed config, e.g. configs/ds_zero3.json")
-    p.add_argument("--retrain", action="store_true")
-    p = sub.add_parser("rationalize", help="add structured reasoning to JSON-only labels")
-    p.add_argument("src")
-    p.add_argument("dst")
-    p.add_argument("--overwrite", action="store_true")
-    args = parser.parse_args(argv)
+def _client(url: str, model: str | None, what: str, **kw):
+    """A chat client for ``--*-url``/``--*-model``; the key comes from $OPENAI_API_KEY only."""
+    from .llm_client import ChatClient
+    if not model:
+        raise InputError(f"--{what}-url needs --{what}-model")
+    return ChatClient(url, model, **kw)
 
-    if args.command == "synth":
-        if args.scale:
-            from .config import load_scale, run_dirs
-            cfg = SynthConfig(seed=args.seed, workers=args.workers, **load_scale(args.scale)["synth"])
-            manifest = ensure_dataset(cfg, args.out or run_dirs(args.scale).data, overwrite=args.overwrite)
-        else:
-            if not args.out:
-                raise SystemExit("gplan synth --n N needs --out DIR")
-            test_size = args.test_size if args.test_size is not None else max(1, args.n // 100)
-            anchors = args.pair_anchors if args.pair_anchors is not None else (args.n - test_size) // 10
-            cfg = SynthConfig(n=args.n, seed=args.seed, test_size=test_size, pair_anchors=anchors, workers=args.workers)
-            manifest = synthesize(cfg, args.out, overwrite=args.overwrite)
-        print(json.dumps(manifest["counts"], ensure_ascii=False))
-        return 0
-    if args.command == "predict":
-        rows = read_gsisr_csv(args.data).rows
-        if Path(args.model).is_dir():
-            from .generation import StudentPlanner  # torch/transformers only when a model is used
-            records = StudentPlanner(args.model).generate(rows, args.batch_size, args.max_new_tokens)
-        else:
-            records = predict(planner(args.model, args.train), rows)
-        write_predictions(records, args.out, overwrite=args.overwrite)
-        print(f"wrote {len(records)} predictions to {args.out}")
-        return 0
-    if args.command == "train":
-        from .config import load_scale, run_dirs  # torch/transformers only when training
-        from .paths import REPO
-        from .picd_experiment import RUNS, Experiment
-        runs = {r.slug: r for r in RUNS}
-        if args.run not in runs:
-            raise SystemExit(f"unknown run {args.run!r}; choose one of {sorted(runs)}")
-        exp = Experiment(load_scale(args.scale)["picd"], run_dirs(args.scale).data, REPO / "checkpoints" / args.scale,
-                         seed=args.seed)
-        history = exp.train(runs[args.run], retrain=args.retrain, deepspeed=args.deepspeed)
-        print(f"{args.run}: {len([h for h in history if 'loss' in h])} logged steps; saved to {exp.run_dir(runs[args.run])}")
-        return 0
-    if args.command == "rationalize":
-        print(json.dumps(rationalize_csv(args.src, args.dst, overwrite=args.overwrite)))
-        return 0
 
-    if args.command == "validate":
-        report = report_csv(args.csv)
-        if args.json:
-            print(json.dumps(report, ensure_ascii=False, indent=1))
-        else:
-            print(f"{report['n_rows']} rows, {report['n_failed']} fail the filter")
-            for rule, n in report["by_rule"].items():
-                print(f"  {rule}: {n}")
-            for f in report["failures"][:20]:
-                v = f["violations"][0]
-                print(f"  row {f['row']} id={f['id']}: {v['tier']}/{v['rule']} {v['message']}")
-        return 0 if report["n_failed"] == 0 else 1
+def cmd_validate(args) -> int:
+    report = report_csv(args.csv)
+    if args.json:
+        print(json.dumps(report, ensure_ascii=False, indent=1))
+    else:
+        print(f"{report['n_rows']} rows, {report['n_failed']} fail the filter")
+        for rule, n in report["by_rule"].items():
+            print(f"  {rule}: {n}")
+        for f in report["failures"][:20]:
+            v = f["violations"][0]
+            print(f"  row {f['row']} id={f['id']}: {v['tier']}/{v['rule']} {v['message']}")
+        if report["repeated_ids"]:
+            print(f"  note: {len(report['repeated_ids'])} ids appear on more than one row (ids are user ids)")
+    return EXIT_OK if report["n_failed"] == 0 else EXIT_CHECK_FAILED
+
+
+def cmd_score(args) -> int:
     summary = score_report(args.pred, args.gold, seed=args.seed)
     if args.json:
         print(json.dumps(summary, indent=1))
     else:
         _print_table(summary)
-    return 0
+    return EXIT_OK
+
+
+def cmd_judge(args) -> int:
+    from .judge import LLMJudge, OfflineJudge, summarise
+    from .parsing import parse_output
+    rows = read_gsisr_csv(args.gold, labels=False).rows
+    plans = [parse_output(o).plan for o in _read_predictions(args.pred, [r.id for r in rows])]
+    if args.llm_url:
+        judge = LLMJudge(_client(args.llm_url, args.llm_model, "llm", cache_dir=args.cache))
+    else:
+        judge = OfflineJudge()
+    verdicts = judge.judge(rows, plans)
+    summary = {"judge": "llm" if args.llm_url else "offline", "n": len(verdicts), **summarise(verdicts)}
+    if args.json:
+        summary["rows"] = [{"id": r.id, **v.as_dict()} for r, v in zip(rows, verdicts)]
+        print(json.dumps(summary, ensure_ascii=False, indent=1))
+    else:
+        print(f"{summary['judge']} judge, n = {summary['n']}: " +
+              ", ".join(f"{k} {summary[k]:.2f}" for k in ("flow", "logic", "st", "overall")))
+    return EXIT_OK
+
+
+def cmd_synth(args) -> int:
+    if args.scale:
+        from .config import load_scale, run_dirs
+        cfg = SynthConfig(seed=args.seed, workers=args.workers, **load_scale(args.scale)["synth"])
+        out = args.out or run_dirs(args.scale).data
+    else:
+        if not args.out:
+            raise InputError("--n N needs --out DIR")
+        test_size = args.test_size if args.test_size is not None else max(1, args.n // 100)
+        anchors = args.pair_anchors if args.pair_anchors is not None else (args.n - test_size) // 10
+        cfg = SynthConfig(n=args.n, seed=args.seed, test_size=test_size, pair_anchors=anchors, workers=args.workers)
+        out = args.out
+    if args.teacher_url:
+        from .llm_teacher import LLMTeacher
+        from .review import load_seeds
+        from .synth import seed_set, synthesize_llm
+        seeds = load_seeds(args.seeds) if args.seeds else seed_set(cfg)
+        teacher = LLMTeacher(_client(args.teacher_url, args.teacher_model, "teacher", cache_dir=args.cache), seeds)
+        manifest = synthesize_llm(cfg, out, teacher, overwrite=args.overwrite)
+    elif args.scale:
+        manifest = ensure_dataset(cfg, out, overwrite=args.overwrite)
+    else:
+        manifest = synthesize(cfg, out, overwrite=args.overwrite)
+    print(json.dumps(manifest["counts"], ensure_ascii=False))
+    return EXIT_OK
+
+
+def cmd_predict(args) -> int:
+    rows = read_gsisr_csv(args.data, labels=False).rows
+    model = Path(args.model)
+    if model.is_dir():
+        from .generation import StudentPlanner  # torch/transformers only when a model is used
+        records = StudentPlanner(model).generate(rows, args.batch_size, args.max_new_tokens)
+    elif model.exists() or "/" in args.model:
+        raise InputError(f"--model {args.model}: no such folder (a saved student's directory, or one of "
+                         "teacher, three-rule, majority)")
+    else:
+        records = predict(planner(args.model, args.train), rows)
+    write_predictions(records, args.out, overwrite=args.overwrite)
+    print(f"wrote {len(records)} predictions to {args.out}")
+    return EXIT_OK
+
+
+def cmd_train(args) -> int:
+    from .config import load_scale, run_dirs  # torch/transformers only when training
+    from .paths import REPO
+    from .picd_experiment import RUNS, Experiment
+    runs = {r.slug: r for r in RUNS}
+    if args.run not in runs:
+        raise InputError(f"unknown run {args.run!r}; choose one of {sorted(runs)}")
+    exp = Experiment(load_scale(args.scale)["picd"], run_dirs(args.scale).data, REPO / "checkpoints" / args.scale,
+                     seed=args.seed)
+    history = exp.train(runs[args.run], retrain=args.retrain, deepspeed=args.deepspeed)
+    print(f"{args.run}: {len([h for h in history if 'loss' in h])} logged steps; saved to {exp.run_dir(runs[args.run])}")
+    return EXIT_OK
+
+
+def cmd_rationalize(args) -> int:
+    print(json.dumps(rationalize_csv(args.src, args.dst, overwrite=args.overwrite)))
+    return EXIT_OK
+
+
+def _nonnegative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", help="show the traceback of an error")
+    parser = argparse.ArgumentParser(prog="gplan", description="GPlan reproduction tools")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def command(name: str, fn: Callable[[Any], int], help: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, parents=[common])
+        p.set_defaults(handler=fn)
+        return p
+
+    p = command("validate", cmd_validate, "run the rule filter (Sec. 3.2) over a GSISR CSV's labels; exit 1 if any fails")
+    p.add_argument("csv")
+    p.add_argument("--json", action="store_true", help="print the full report as JSON")
+    p = command("score", cmd_score, "score PRED.jsonl (one {'id','output'} per gold row) against a GSISR CSV")
+    p.add_argument("--pred", required=True)
+    p.add_argument("--gold", required=True)
+    p.add_argument("--seed", type=_nonnegative, default=0, help="bootstrap seed")
+    p.add_argument("--json", action="store_true")
+    p = command("judge", cmd_judge, "Flow / Logic / ST (Sec. 5.3) of PRED.jsonl: the offline judge, or an LLM judge")
+    p.add_argument("--pred", required=True)
+    p.add_argument("--gold", required=True, help="the GSISR CSV whose contexts the predictions plan for")
+    p.add_argument("--llm-url", help="an OpenAI-compatible server (key from $OPENAI_API_KEY)")
+    p.add_argument("--llm-model")
+    p.add_argument("--cache", help="a folder for cached judge replies")
+    p.add_argument("--json", action="store_true", help="also every row's scores")
+    p = command("synth", cmd_synth, "synthesise a dataset (world, teacher, filter, pairs, seeds, manifest)")
+    size = p.add_mutually_exclusive_group(required=True)
+    size.add_argument("--n", type=_positive, help="accepted samples, train + test")
+    size.add_argument("--scale", help="a named scale of configs/scales.yaml (writes data/synth/<scale>/ as notebook 01)")
+    p.add_argument("--seed", type=_nonnegative, default=0)
+    p.add_argument("--test-size", type=_nonnegative, default=None, help="default: 1%% of n, at least 1")
+    p.add_argument("--pair-anchors", type=_nonnegative, default=None, help="default: 10%% of the train rows")
+    p.add_argument("--workers", type=_positive, default=2)
+    p.add_argument("--out", help="output folder (required with --n)")
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--teacher-url", help="label with an LLM teacher on this OpenAI-compatible server (key from "
+                                         "$OPENAI_API_KEY); default: the offline expert teacher")
+    p.add_argument("--teacher-model")
+    p.add_argument("--seeds", help="a dataset folder whose reviewed seeds prompt the LLM teacher")
+    p.add_argument("--cache", help="a folder for cached LLM replies")
+    p = command("predict", cmd_predict, "write PRED.jsonl for a GSISR CSV with a planner or model")
+    p.add_argument("--model", required=True, help="teacher | three-rule | majority | a saved student's directory")
+    p.add_argument("--batch-size", type=_positive, default=16)
+    p.add_argument("--max-new-tokens", type=_positive, default=512)
+    p.add_argument("--data", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--train", help="training CSV (for --model majority)")
+    p.add_argument("--overwrite", action="store_true")
+    p = command("train", cmd_train, "train one Table 2/3 run at a named scale (also under `accelerate launch`)")
+    p.add_argument("--scale", required=True)
+    p.add_argument("--run", required=True, help="direct-cosine | cot-cosine | picd-cosine | picd-constant | picd-calr")
+    p.add_argument("--seed", type=_nonnegative, default=0)
+    p.add_argument("--deepspeed", help="DeepSpeed config, e.g. configs/ds_zero3.json")
+    p.add_argument("--retrain", action="store_true")
+    p = command("rationalize", cmd_rationalize, "add structured reasoning to JSON-only labels")
+    p.add_argument("src")
+    p.add_argument("dst")
+    p.add_argument("--overwrite", action="store_true")
+    return parser
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.filename is not None:
+        return f"{exc.filename}: {exc.strerror or exc}"
+    return str(exc)
+
+
+def _sigterm(signum, frame):
+    raise SystemExit(EXIT_INTERRUPTED)  # unwinds like Ctrl-C: worker pools are terminated on the way out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)  # usage errors: argparse prints them and exits 2
+    from .llm_client import LLMError
+    previous = signal.signal(signal.SIGTERM, _sigterm) if __name__ == "__main__" or argv is None else None
+    try:
+        return args.handler(args)
+    except (InputError, RowError, ValueError, OSError, LLMError) as exc:
+        if args.debug:
+            raise
+        print(f"gplan {args.command}: {_describe(exc)}", file=sys.stderr)
+        return EXIT_INPUT
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # a bug: say so in one line; --debug shows where
+        if args.debug:
+            raise
+        print(f"gplan {args.command}: internal error ({type(exc).__name__}: {exc}); "
+              "rerun with --debug for the traceback", file=sys.stderr)
+        return EXIT_INTERNAL
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

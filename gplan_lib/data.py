@@ -3,7 +3,8 @@
 Rows keep their cells as strings so that reading and writing a file round-trips byte for byte;
 typed views (time, flags, the gold plan) are properties. A bad row raises ``RowError`` naming
 the row id, the column and the rule, or, with ``errors="collect"``, is reported with its reasons
-and left out of the returned rows - never dropped silently.
+and left out of the returned rows - never dropped silently. A byte-order mark, long cells and blank
+lines are read; bytes that are not UTF-8 and quotes left open are errors naming the line.
 """
 from __future__ import annotations
 
@@ -128,11 +129,14 @@ class GsisrRow:
         return GsisrRow({**self.cells, **cells})
 
 
-def validate_cells(cells: dict[str, str], row_index: int) -> list[RowError]:
-    """Every type-rule failure of one row's cells."""
+def validate_cells(cells: dict[str, str], row_index: int, labels: bool = True) -> list[RowError]:
+    """Every type-rule failure of one row's cells (``labels=False``: an empty label is allowed, for
+    rows that are only to be planned or judged)."""
     row_id = cells.get("id", "")
     errs = [RowError(row_index, row_id, c, "column is missing") for c in COLUMNS if c not in cells]
     for col, check in CHECKS.items():
+        if col == "raw_labels" and not labels and not cells.get(col, "").strip():
+            continue
         if col in cells and (problem := check(cells[col])):
             errs.append(RowError(row_index, row_id, col, f"{problem}; got {cells[col][:60]!r}"))
     return errs
@@ -145,6 +149,7 @@ class LoadReport:
     rows: list[GsisrRow]
     errors: list[RowError] = field(default_factory=list)
     indices: list[int] = field(default_factory=list)  # data-row index of each loaded row
+    repeated_ids: dict[str, list[int]] = field(default_factory=dict)  # id -> data-row indices, where > 1
 
     @property
     def n_read(self) -> int:
@@ -152,31 +157,66 @@ class LoadReport:
         return len(self.rows) + len({e.row_index for e in self.errors})
 
 
-def read_gsisr_csv(path: str | os.PathLike, errors: Literal["raise", "collect"] = "raise") -> LoadReport:
-    """Read a GSISR CSV. ``errors="raise"`` stops at the first bad row with a ``RowError``."""
-    with open(path, encoding="utf-8", newline="") as fh:
-        reader = csv.reader(fh)
+#: The largest cell read (the csv module's default, 128 KiB, is below what a long reasoning label may need).
+MAX_FIELD = 16 * 1024 * 1024
+
+
+def _decode(path: str | os.PathLike) -> str:
+    """The file's text: UTF-8, a leading byte-order mark (Excel's "CSV UTF-8") dropped; bytes that
+    are not UTF-8 are an error naming the line."""
+    data = Path(path).read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise ValueError(f"{path}: line {line} is not UTF-8 (byte {data[exc.start]:#04x} at offset {exc.start}); "
+                         "save the file as UTF-8") from None
+
+
+def read_gsisr_csv(path: str | os.PathLike, errors: Literal["raise", "collect"] = "raise",
+                   labels: bool = True) -> LoadReport:
+    """Read a GSISR CSV. ``errors="raise"`` stops at the first bad row with a ``RowError``;
+    ``labels=False`` accepts rows without a label (contexts to plan or judge).
+    Blank lines are skipped; repeated ids are listed in ``repeated_ids`` (an id is a user id: the
+    released rows hold a few users in several contexts, so it is not an error); quoting is read strictly
+    (a quote left open is an error naming the line, not a row that swallows the rest of the file)."""
+    csv.field_size_limit(max(csv.field_size_limit(), MAX_FIELD))
+    reader = csv.reader(io.StringIO(_decode(path), newline=""), strict=True)
+    try:
         header = next(reader, None)
-        if header is None:
-            raise ValueError(f"{path}: empty file, expected the header {','.join(COLUMNS)}")
-        missing, extra = [c for c in COLUMNS if c not in header], [c for c in header if c not in COLUMNS]
-        if missing or extra or len(header) != len(COLUMNS):
-            raise ValueError(f"{path}: header must hold the {len(COLUMNS)} GSISR columns; "
-                             f"missing {missing}, unexpected {extra}, {len(header)} given")
-        report = LoadReport([])
-        for idx, values in enumerate(reader):
-            if len(values) != len(header):
-                problem = f"has {len(values)} cells, the header has {len(header)}"
-                errs = [RowError(idx, values[0] if values else "", "*", problem)]
-            else:
-                cells = dict(zip(header, values))
-                errs = validate_cells(cells, idx)
-            if errs and errors == "raise":
-                raise errs[0]
-            report.errors += errs
-            if not errs:
-                report.rows.append(GsisrRow({c: cells[c] for c in COLUMNS}))
-                report.indices.append(idx)
+    except csv.Error as exc:
+        raise ValueError(f"{path}: the header line is not valid CSV ({exc})") from None
+    if header is None:
+        raise ValueError(f"{path}: empty file, expected the header {','.join(COLUMNS)}")
+    missing, extra = [c for c in COLUMNS if c not in header], [c for c in header if c not in COLUMNS]
+    if missing or extra or len(header) != len(COLUMNS):
+        raise ValueError(f"{path}: header must hold the {len(COLUMNS)} GSISR columns; "
+                         f"missing {missing}, unexpected {extra}, {len(header)} given")
+    report, seen, idx = LoadReport([]), {}, 0
+    while True:
+        line = reader.line_num + 1
+        try:
+            values = next(reader, None)
+        except csv.Error as exc:
+            raise RowError(idx, "", "*", f"line {line}: not valid CSV ({exc}; is a quote left open?)") from None
+        if values is None:
+            break
+        if not any(v.strip() for v in values) and len(values) <= 1:
+            continue  # a blank line
+        if len(values) != len(header):
+            errs = [RowError(idx, values[0], "*", f"line {line}: has {len(values)} cells, the header has {len(header)}")]
+        else:
+            cells = dict(zip(header, values))
+            errs = validate_cells(cells, idx, labels)
+            seen.setdefault(cells["id"], []).append(idx)
+        if errs and errors == "raise":
+            raise errs[0]
+        report.errors += errs
+        if not errs:
+            report.rows.append(GsisrRow({c: cells[c] for c in COLUMNS}))
+            report.indices.append(idx)
+        idx += 1
+    report.repeated_ids = {k: v for k, v in seen.items() if len(v) > 1}
     return report
 
 

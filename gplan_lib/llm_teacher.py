@@ -13,7 +13,7 @@ from .data import GsisrRow
 from .intents import dumps_plan
 from .llm_client import ChatClient, Messages
 from .prompt import PromptOptions, build_messages, user_message
-from .rule_filter import check_output
+from .rule_filter import Violation, check_output
 
 
 class LLMTeacher:
@@ -37,13 +37,17 @@ class LLMTeacher:
             shots.append({"role": "assistant", "content": s["reasoning"] + dumps_plan(s["plan"])})
         return system + shots + [target]
 
+    def replies(self, rows: Sequence[GsisrRow]) -> list[tuple[str, list[Violation]]]:
+        """Each row's raw reply and what the strict rule filter finds in it (nothing but the
+        reasoning block and the JSON array may be stored as a label)."""
+        outputs = self.client.complete_many([self.messages(r) for r in rows], desc="llm teacher")
+        return [(text.strip(), check_output(text, strict=True)) for text in outputs]
+
     def label(self, rows: Sequence[GsisrRow]) -> tuple[list[GsisrRow], dict[str, Any]]:
         """Teacher labels for ``rows``; returns the rows whose label passes the filter, and a report."""
-        outputs = self.client.complete_many([self.messages(r) for r in rows], desc="llm teacher")
         kept, by_rule = [], Counter()
-        for row, text in zip(rows, outputs):
-            violations = check_output(text, strict=True)
+        for row, (text, violations) in zip(rows, self.replies(rows)):
             by_rule.update({f"{v.tier}/{v.rule}" for v in violations})
             if not violations:
-                kept.append(row.replace(raw_labels=text.strip()))
+                kept.append(row.replace(raw_labels=text))
         return kept, {"candidates": len(rows), "kept": len(kept), "by_rule": dict(sorted(by_rule.items()))}

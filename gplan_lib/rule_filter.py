@@ -155,4 +155,4 @@ def report_csv(csv_path: str | Path) -> dict[str, Any]:
     ordered = [failures[k] for k in sorted(failures)]
     by_rule = Counter(f"{v['tier']}/{v['rule']}" for f in ordered for v in f["violations"])
     return {"file": Path(csv_path).name, "n_rows": loaded.n_read, "n_failed": len(ordered),
-            "by_rule": dict(sorted(by_rule.items())), "failures": ordered}
+            "by_rule": dict(sorted(by_rule.items())), "failures": ordered, "repeated_ids": loaded.repeated_ids}

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
 import random
 from collections import Counter
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
@@ -50,7 +50,14 @@ class SynthConfig:
         if self.n <= self.test_size or self.test_size < 0:
             raise ValueError(f"need n > test_size >= 0, got n={self.n}, test_size={self.test_size}")
         if not 0 <= self.noise_rate < 1:
-            raise ValueError("noise_rate must be in [0, 1)")
+            raise ValueError(f"noise_rate must be in [0, 1), got {self.noise_rate}")
+        for name in ("seed", "pair_anchors", "n_seeds"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.workers < 1 or self.chunk < 1:
+            raise ValueError(f"workers and chunk must be >= 1, got {self.workers} and {self.chunk}")
+        if self.temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
 
 
 @dataclass
@@ -84,12 +91,13 @@ def _pairs(args: tuple[int, list[dict[str, str]]]) -> list[dict[str, Any]]:
 
 
 def _parallel(fn: Callable, jobs: Sequence, workers: int, desc: str) -> Iterable:
-    """Results of ``fn`` over ``jobs`` in job order (processes when workers > 1)."""
+    """Results of ``fn`` over ``jobs`` in job order (processes when workers > 1). Leaving early - an
+    error, Ctrl-C, or SIGTERM turned into SystemExit by the CLI - terminates the workers."""
     if workers <= 1:
         yield from tqdm(map(fn, jobs), total=len(jobs), desc=desc)
         return
-    with ProcessPoolExecutor(workers) as pool:
-        yield from tqdm(pool.map(fn, jobs), total=len(jobs), desc=desc)
+    with multiprocessing.Pool(workers) as pool:  # __exit__ terminates the workers
+        yield from tqdm(pool.imap(fn, jobs), total=len(jobs), desc=desc)
 
 
 def seed_set(cfg: SynthConfig) -> list[dict[str, Any]]:
@@ -110,13 +118,19 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def synthesize(cfg: SynthConfig, out_dir: str | Path, overwrite: bool = False) -> dict[str, Any]:
-    """Build the dataset into ``out_dir``; returns the manifest (also written as manifest.json)."""
+def _prepare(out_dir: str | Path, overwrite: bool) -> Path:
     out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"{out} is a file, not a folder")
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise FileExistsError(f"{out} is not empty; pass overwrite=True (--overwrite) to replace its files")
     out.mkdir(parents=True, exist_ok=True)
+    return out
 
+
+def synthesize(cfg: SynthConfig, out_dir: str | Path, overwrite: bool = False) -> dict[str, Any]:
+    """Build the dataset into ``out_dir``; returns the manifest (also written as manifest.json)."""
+    out = _prepare(out_dir, overwrite)
     accepted: list[Candidate] = []
     report = {"candidates": 0, "rejected": 0, "by_rule": Counter(), "by_tier": Counter(),
               "injected": Counter(), "caught": Counter(), "clean_rejected": 0, "mistakes_passed": 0}
@@ -143,25 +157,14 @@ def synthesize(cfg: SynthConfig, out_dir: str | Path, overwrite: bool = False) -
                     accepted.append(c)
         start += span
 
-    order = list(range(len(accepted)))
-    random.Random(cfg.seed).shuffle(order)
-    test_idx = set(order[: cfg.test_size])
-    train_idx = [i for i in range(len(accepted)) if i not in test_idx]
-    train = [GsisrRow(accepted[i].cells) for i in train_idx]
-    test = [GsisrRow(accepted[i].cells) for i in sorted(test_idx)]
-
+    train, test = _split([GsisrRow(c.cells) for c in accepted], cfg)
     anchor_sets = {"pairs_train.jsonl": train[: cfg.pair_anchors], "pairs_test.jsonl": test[: cfg.test_size // 2]}
-    pair_counts = {}
+    pairs = {}
     for name, anchors in anchor_sets.items():
         jobs = [(cfg.seed, [r.cells for r in anchors[s:s + 500]]) for s in range(0, len(anchors), 500)]
-        records = [rec for chunk in _parallel(_pairs, jobs, cfg.workers, name) for rec in chunk]
-        _write_jsonl(out / name, records)
-        pair_counts[name] = {"anchors": len(anchors), "records": len(records),
-                             "by_perturbation": dict(Counter(r["perturbation"] for r in records[::2]))}
-
-    write_gsisr_csv(train, out / "train.csv", overwrite=True)
-    write_gsisr_csv(test, out / "test.csv", overwrite=True)
-    _write_jsonl(out / "seeds.jsonl", seed_set(cfg))
+        pairs[name] = (len(anchors), [rec for chunk in _parallel(_pairs, jobs, cfg.workers, name) for rec in chunk])
+    train_ids = {r.id for r in train}
+    lengths = [c.plan_len for c in accepted if c.cells["id"] in train_ids]
     filter_report = {
         "candidates": report["candidates"], "rejected": report["rejected"],
         "rejection_rate": report["rejected"] / report["candidates"],
@@ -169,17 +172,98 @@ def synthesize(cfg: SynthConfig, out_dir: str | Path, overwrite: bool = False) -
         "injected": dict(sorted(report["injected"].items())), "caught": dict(sorted(report["caught"].items())),
         "clean_candidates_rejected": report["clean_rejected"], "mistakes_that_passed": report["mistakes_passed"],
     }
+    return _write_dataset(out, cfg, train, test, pairs, seed_set(cfg), filter_report, lengths,
+                          "gplan_lib.synth (offline expert teacher, simulated world)")
+
+
+def _split(rows: list[GsisrRow], cfg: SynthConfig) -> tuple[list[GsisrRow], list[GsisrRow]]:
+    """The train/test split of the accepted rows: a seeded shuffle picks the test rows."""
+    order = list(range(len(rows)))
+    random.Random(cfg.seed).shuffle(order)
+    test_idx = set(order[: cfg.test_size])
+    return [rows[i] for i in range(len(rows)) if i not in test_idx], [rows[i] for i in sorted(test_idx)]
+
+
+def _write_dataset(out: Path, cfg: SynthConfig, train: list[GsisrRow], test: list[GsisrRow],
+                   pairs: dict[str, tuple[int, list[dict[str, Any]]]], seeds: list[dict[str, Any]], filter_report: dict[str, Any],
+                   train_plan_lengths: list[int], generator: str, teacher: dict[str, str] | None = None) -> dict[str, Any]:
+    """The dataset's files and its manifest (config, counts, sha256 per file)."""
+    pair_counts = {}
+    for name, (n_anchors, records) in pairs.items():
+        _write_jsonl(out / name, records)
+        pair_counts[name] = {"anchors": n_anchors, "records": len(records),
+                             "by_perturbation": dict(Counter(r["perturbation"] for r in records[::2]))}
+    write_gsisr_csv(train, out / "train.csv", overwrite=True)
+    write_gsisr_csv(test, out / "test.csv", overwrite=True)
+    _write_jsonl(out / "seeds.jsonl", seeds)
     (out / "filter_report.json").write_text(json.dumps(filter_report, ensure_ascii=False, indent=1), encoding="utf-8")
     files = ["train.csv", "test.csv", "pairs_train.jsonl", "pairs_test.jsonl", "seeds.jsonl", "filter_report.json"]
     manifest = {
-        "generator": "gplan_lib.synth (offline expert teacher, simulated world)",
-        "config": recorded_config(cfg),
-        "counts": {"train": len(train), "test": len(test), "seeds": cfg.n_seeds, **pair_counts,
-                   "mean_plan_length": sum(accepted[i].plan_len for i in train_idx) / len(train_idx)},
+        "generator": generator,
+        "config": recorded_config(cfg) if teacher is None else {**recorded_config(cfg), "teacher": teacher},
+        "counts": {"train": len(train), "test": len(test), "seeds": len(seeds), **pair_counts,
+                   "mean_plan_length": sum(train_plan_lengths) / max(1, len(train_plan_lengths))},
         "sha256": {f: sha256(out / f) for f in files},
     }
     (out / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=1), encoding="utf-8")
     return manifest
+
+
+def synthesize_llm(cfg: SynthConfig, out_dir: str | Path, teacher, overwrite: bool = False,
+                   batch: int = 256) -> dict[str, Any]:
+    """The same dataset layout with an ``LLMTeacher`` writing the labels (Sec. 3.2 at full scale):
+    contexts from the simulated world, every reply through the strict rule filter, counterfactual
+    pairs re-planned by the same teacher, the seed set it was prompted with, a filter report and a
+    manifest that names the server and model (never the key)."""
+    out = _prepare(out_dir, overwrite)
+    accepted: list[GsisrRow] = []
+    by_rule: Counter = Counter()
+    candidates, index = 0, 0
+    while len(accepted) < cfg.n:
+        rows = [simulate_row(cfg.seed, i) for i in range(index, index + batch)]
+        index += batch
+        for row, (text, violations) in zip(rows, teacher.replies(rows)):
+            if len(accepted) == cfg.n:
+                break
+            candidates += 1
+            by_rule.update({f"{v.tier}/{v.rule}" for v in violations})
+            if not violations:
+                accepted.append(row.replace(raw_labels=text))
+    train, test = _split(accepted, cfg)
+    anchor_sets = {"pairs_train.jsonl": train[: cfg.pair_anchors], "pairs_test.jsonl": test[: cfg.test_size // 2]}
+    pairs = {name: (len(a), _llm_pairs(a, teacher, cfg.seed)) for name, a in anchor_sets.items()}
+    report = {"candidates": candidates, "rejected": candidates - len(accepted),
+              "rejection_rate": (candidates - len(accepted)) / candidates, "by_rule": dict(sorted(by_rule.items()))}
+    return _write_dataset(out, cfg, train, test, pairs, teacher.seeds, report, [len(r.plan) for r in train],
+                          "gplan_lib.synth (LLM teacher, simulated world)",
+                          {"url": teacher.client.base_url, "model": teacher.client.model})
+
+
+def _llm_pairs(anchors: Sequence[GsisrRow], teacher, seed: int) -> list[dict[str, Any]]:
+    """Both directions of the first perturbation (in a seeded random order) whose re-planned label
+    passes the filter and differs from the anchor's plan; all counterfactual contexts are asked for
+    in one batch."""
+    from .counterfactual import PERTURBATIONS, PreferencePair
+    options = []
+    for row in anchors:
+        rng = random.Random(seed * 104_729 + int(row.id))
+        options.append([(k, cf) for k in rng.sample(list(PERTURBATIONS), len(PERTURBATIONS))
+                        if (cf := PERTURBATIONS[k](row, rng)) is not None])
+    flat = [cf for opts in options for _, cf in opts]
+    replies = iter(teacher.replies(flat))
+    records = []
+    for row, opts in zip(anchors, options):
+        found = None
+        for kind, cf in opts:
+            text, violations = next(replies)
+            if found is None and not violations and parse_output(text).plan != row.plan:
+                found = (kind, cf, text)
+        if found:
+            kind, cf, text = found
+            pid = f"{row.id}:{kind}"
+            records += [PreferencePair(pid, "x", kind, row, row["raw_labels"], text).as_record(),
+                        PreferencePair(pid, "x'", kind, cf, text, row["raw_labels"]).as_record()]
+    return records
 
 
 def recorded_config(cfg: SynthConfig) -> dict[str, Any]:
@@ -193,12 +277,17 @@ def ensure_dataset(cfg: SynthConfig, out_dir: str | Path, overwrite: bool = Fals
     out = Path(out_dir)
     manifest_path = out / "manifest.json"
     if manifest_path.is_file():
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-        intact = all((out / f).is_file() and sha256(out / f) == h for f, h in manifest["sha256"].items())
-        if manifest["config"] == recorded_config(cfg) and intact:
+        try:
+            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+            intact = all((out / f).is_file() and sha256(out / f) == h for f, h in manifest["sha256"].items())
+            same = manifest["config"] == recorded_config(cfg) and intact
+        except (ValueError, KeyError, TypeError, AttributeError):  # an unreadable manifest: not this dataset
+            same = False
+        if same:
             return manifest
         if not overwrite:
-            raise FileExistsError(f"{out} holds a different or modified dataset; pass overwrite=True to rebuild it")
+            raise FileExistsError(f"{out} holds a different, modified or unreadable dataset; pass overwrite=True "
+                                  "(--overwrite) to rebuild it")
     return synthesize(cfg, out, overwrite=overwrite)
 
 

@@ -1,6 +1,7 @@
 """The gplan command line: validate and score, their exit codes and JSON reports."""
 from __future__ import annotations
 
+import csv
 import json
 import subprocess
 import sys
@@ -8,7 +9,7 @@ import sys
 import pytest
 
 from gplan_lib.cli import main
-from gplan_lib.data import write_gsisr_csv
+from gplan_lib.data import COLUMNS, write_gsisr_csv
 from gplan_lib.intents import dumps_plan
 from helpers import make_row
 
@@ -67,15 +68,122 @@ def test_score_mixed_predictions(tmp_path, capsys):
     assert "acc1      0.5000" in out and "n = 2" in out
 
 
-def test_score_rejects_misaligned_predictions(tmp_path):
+def _fails(capsys, argv: list[str], message: str, code: int = 2) -> None:
+    """``gplan argv`` exits ``code`` with one line on stderr holding ``message`` and no traceback."""
+    assert main(argv) == code
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_score_rejects_misaligned_predictions(tmp_path, capsys):
     rows = [make_row(id="a"), make_row(id="b")]
     gold = write_gsisr_csv(rows, tmp_path / "g.csv")
+    score = ["score", "--pred", str(tmp_path / "p.jsonl"), "--gold", str(gold)]
     _preds(tmp_path / "p.jsonl", rows[::-1], ["x", "y"])
-    with pytest.raises(SystemExit, match="id 'b' but gold row 0 has id 'a'"):
-        main(["score", "--pred", str(tmp_path / "p.jsonl"), "--gold", str(gold)])
+    _fails(capsys, score, "id 'b' but gold row 0 has id 'a'")
     _preds(tmp_path / "p.jsonl", rows[:1], ["x"])
-    with pytest.raises(SystemExit, match="1 predictions for 2 gold rows"):
-        main(["score", "--pred", str(tmp_path / "p.jsonl"), "--gold", str(gold)])
+    _fails(capsys, score, "1 predictions for 2 gold rows")
     (tmp_path / "p.jsonl").write_text('{"id": "a"}\n', encoding="utf-8")
-    with pytest.raises(SystemExit, match="p.jsonl:1: needs a string field 'output'"):
-        main(["score", "--pred", str(tmp_path / "p.jsonl"), "--gold", str(gold)])
+    _fails(capsys, score, "p.jsonl:1: needs a string field 'output'")
+
+
+def test_score_refuses_records_without_ids(tmp_path, capsys):
+    """Finding 2: id-less records were paired by position and scored wrongly with exit 0."""
+    rows = [make_row(id=str(i)) for i in range(5)]
+    gold = write_gsisr_csv(rows, tmp_path / "g.csv")
+    (tmp_path / "p.jsonl").write_text("".join(json.dumps({"output": r["raw_labels"]}) + "\n" for r in rows[::-1]))
+    _fails(capsys, ["score", "--pred", str(tmp_path / "p.jsonl"), "--gold", str(gold)], "p.jsonl:1: has no 'id'")
+
+
+def _raw_csv(path, rows) -> None:
+    """Rows written without the data layer's checks (to plant labels it would refuse to write)."""
+    with open(path, "w", encoding="utf-8", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(COLUMNS)
+        w.writerows([r.cells[c] for c in COLUMNS] for r in rows)
+
+
+@pytest.mark.parametrize("label", ["[" * 1000 + "]" * 1000, "<THOUGHT>" * 10_000], ids=["nested", "thought-tags"])
+def test_validate_names_the_row_of_hostile_labels_quickly(tmp_path, capsys, label):
+    """Finding 3: 1,000 nested brackets raised RecursionError; finding 4: 10,000 THOUGHT tags took seconds."""
+    import time
+    _raw_csv(tmp_path / "d.csv", [make_row(id="a"), make_row(id="hostile", raw_labels=label)])
+    t = time.perf_counter()
+    assert main(["validate", str(tmp_path / "d.csv"), "--json"]) == 1
+    assert time.perf_counter() - t < 1.0
+    (fail,) = json.loads(capsys.readouterr().out)["failures"]
+    assert fail["id"] == "hostile" and fail["row"] == 1
+
+
+def test_csv_layer_reads_bom_long_cells_and_blank_lines_and_names_bad_lines(tmp_path, capsys):
+    """Finding 8."""
+    rows = [make_row(id="a"), make_row(id="b", long_term_behavior="x" * 200_000)]
+    path = write_gsisr_csv(rows, tmp_path / "d.csv")
+    data = path.read_bytes()
+    path.write_bytes(b"\xef\xbb\xbf" + data + b"\r\n")  # Excel's BOM, a trailing blank line
+    assert main(["validate", str(path)]) == 0
+    capsys.readouterr()
+    path.write_bytes(data.replace(b"p_5", b"p_\xff5", 1))
+    _fails(capsys, ["validate", str(path)], "line 2 is not UTF-8")
+    lines = data.split(b"\r\n")
+    path.write_bytes(lines[0] + b"\r\n" + lines[1].replace(b",", b',"', 1) + b"\r\n" + lines[2] + b"\r\n")
+    _fails(capsys, ["validate", str(path)], "not valid CSV")
+
+
+def test_user_mistakes_are_one_line_exit_2(tmp_path, capsys):
+    """Finding 9: missing file, a folder, a bad header, a bad number; --debug shows the traceback."""
+    _fails(capsys, ["validate", str(tmp_path / "none.csv")], "none.csv: No such file or directory")
+    _fails(capsys, ["validate", str(tmp_path)], "Is a directory")
+    (tmp_path / "h.csv").write_text("id,x\n1,2\n", encoding="utf-8")
+    _fails(capsys, ["validate", str(tmp_path / "h.csv")], "header must hold the 32 GSISR columns")
+    _fails(capsys, ["predict", "--model", "missing/dir", "--data", str(tmp_path / "h.csv"), "--out", "x"],
+           "header must hold")
+    with pytest.raises(SystemExit) as bad:
+        main(["synth", "--n", "10", "--pair-anchors", "-3", "--out", str(tmp_path / "s")])
+    assert bad.value.code == 2 and "must be >= 0" in capsys.readouterr().err
+    with pytest.raises(ValueError):
+        main(["validate", str(tmp_path / "h.csv"), "--debug"])
+
+
+def test_predict_needs_no_labels_and_names_a_missing_model_folder(tmp_path, capsys):
+    """Finding 9 (findings page): a missing model folder said 'unknown planner'; predict needed labels."""
+    path = tmp_path / "d.csv"
+    _raw_csv(path, [make_row(id="a", raw_labels="")])
+    assert main(["validate", str(path)]) == 1  # a label is needed to validate ...
+    assert main(["predict", "--model", "teacher", "--data", str(path), "--out", str(tmp_path / "p.jsonl")]) == 0  # not to plan
+    capsys.readouterr()
+    _fails(capsys, ["predict", "--model", str(tmp_path / "nope"), "--data", str(path), "--out", str(tmp_path / "q")],
+           "no such folder")
+
+
+def test_synth_recovers_from_a_corrupt_manifest_with_overwrite(tmp_path, capsys):
+    """Finding 10: a corrupt manifest.json blocked even --overwrite."""
+    out = tmp_path / "d"
+    argv = ["synth", "--n", "30", "--test-size", "5", "--pair-anchors", "5", "--workers", "1", "--out", str(out)]
+    assert main(argv) == 0
+    (out / "manifest.json").write_text("{trunc", encoding="utf-8")
+    from gplan_lib.synth import SynthConfig, ensure_dataset
+    cfg = SynthConfig(n=30, test_size=5, pair_anchors=5, workers=1)
+    with pytest.raises(FileExistsError, match="unreadable"):
+        ensure_dataset(cfg, out)
+    assert ensure_dataset(cfg, out, overwrite=True)["counts"]["train"] == 25
+
+
+def test_sigterm_leaves_no_synth_worker_behind(tmp_path):
+    """Finding 10: killing `gplan synth` orphaned its worker processes."""
+    import signal
+    import time
+
+    import psutil
+    proc = subprocess.Popen([sys.executable, "-m", "gplan_lib.cli", "synth", "--n", "400000", "--workers", "2",
+                             "--out", str(tmp_path / "big")], stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+    parent = psutil.Process(proc.pid)
+    deadline = time.monotonic() + 60
+    while len(parent.children()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    children = parent.children(recursive=True)
+    assert len(children) >= 2, "the workers never started"
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 130
+    gone, alive = psutil.wait_procs(children, timeout=10)
+    assert not alive, [p.pid for p in alive]
