@@ -20,11 +20,16 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $@
 
+# --log-output streams every cell's printed output (training prints a line per epoch) to the terminal.
 run: setup
 	mkdir -p runs/$(SCALE)
 	for nb in $(NOTEBOOKS); do \
-	  $(BIN)/papermill --cwd notebooks -p scale $(SCALE) $$nb runs/$(SCALE)/$$(basename $$nb) || exit 1; \
+	  echo "== $$nb (scale $(SCALE))"; \
+	  $(BIN)/papermill --cwd notebooks --log-output --no-progress-bar -p scale $(SCALE) $$nb \
+	    runs/$(SCALE)/$$(basename $$nb) || exit 1; \
+	  echo "   executed notebook: runs/$(SCALE)/$$(basename $$nb)"; \
 	done
+	@echo "figures: figures/$(SCALE)/   results: results/$(SCALE)/   executed notebooks: runs/$(SCALE)/"
 
 test: setup
 	GPLAN_SCALE=ci $(BIN)/python -m pytest --nbval-lax tests $(NOTEBOOKS)

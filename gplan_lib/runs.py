@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import shutil
+import time
 from pathlib import Path
 from typing import Any, Callable
 
-from transformers import Trainer
+from transformers import Trainer, TrainerCallback
 
 from .generation import MODEL_CARD
 from .modeling import merged, save
@@ -18,6 +20,25 @@ from .modeling import merged, save
 def config_key(obj: Any) -> str:
     """A short, stable hash of a JSON-able config."""
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+class EpochLog(TrainerCallback):
+    """One printed line per epoch naming the run (progress bars are widgets in a notebook, which a
+    papermill log does not show; these lines are)."""
+
+    def __init__(self, name: str):
+        self.name, self.start = name, time.perf_counter()
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.start = time.perf_counter()
+        if state.is_world_process_zero:
+            print(f"[{self.name}] training {state.max_steps} steps over {args.num_train_epochs:g} epochs", flush=True)
+
+    def on_epoch_end(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            loss = next((h["loss"] for h in reversed(state.log_history) if "loss" in h), math.nan)
+            print(f"[{self.name}] epoch {state.epoch:.0f}/{args.num_train_epochs:g}, step {state.global_step}/"
+                  f"{state.max_steps}, loss {float(loss):.4f}, {time.perf_counter() - self.start:.0f} s", flush=True)
 
 
 def train_or_reuse(out: Path, key: str, retrain: bool, build: Callable[[str], Trainer], tokenizer,
@@ -33,6 +54,7 @@ def train_or_reuse(out: Path, key: str, retrain: bool, build: Callable[[str], Tr
     if out.exists():
         shutil.rmtree(out)
     trainer = build(str(out / "trainer"))
+    trainer.add_callback(EpochLog(out.name))
     trainer.train()
     if trainer.is_deepspeed_enabled:  # ZeRO-3 shards the weights: the Trainer gathers and saves them
         trainer.save_model(str(out))

@@ -19,30 +19,80 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
-from .data import GsisrRow
+from .data import COLUMNS, GsisrRow, validate_cells
 from .metrics import bootstrap_ci
 
 #: A planner as the server calls it: one row in, its output text and generated tokens out.
 Respond = Callable[[GsisrRow], tuple[str, int]]
 
 
+MAX_BODY = 1 << 20       # bytes: a row is a few KB
+READ_TIMEOUT = 10.0      # seconds a client may take to send its request
+
+
+class BadRequest(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+def _row_from(handler: BaseHTTPRequestHandler) -> GsisrRow:
+    """The request body as a row, or BadRequest naming what is wrong with it."""
+    length = handler.headers.get("Content-Length")
+    if length is None:
+        raise BadRequest(411, "a Content-Length header is required")
+    if not length.strip().isdigit():
+        raise BadRequest(400, f"Content-Length {length[:20]!r} is not a byte count")
+    if int(length) > MAX_BODY:
+        raise BadRequest(413, f"body of {int(length)} bytes; the limit is {MAX_BODY}")
+    try:
+        cells = json.loads(handler.rfile.read(int(length)))
+    except ValueError as exc:
+        raise BadRequest(400, f"body is not JSON ({exc})") from None
+    if not isinstance(cells, dict) or not all(isinstance(v, str) for v in cells.values()):
+        raise BadRequest(400, "body must be a JSON object of the row's cells (strings)")
+    errors = validate_cells(cells, 0, labels=False)
+    if errors:
+        raise BadRequest(400, f"column {errors[0].column!r}: {errors[0].problem}")
+    return GsisrRow({c: cells[c] for c in COLUMNS})
+
+
 @contextmanager
 def serve(respond: Respond) -> Iterator[str]:
     """Serve ``respond`` at http://127.0.0.1:<free port>/plan (POST a row's cells as JSON); one
-    request is processed at a time. Yields the URL; the server stops when the block ends."""
-    lock = threading.Lock()
+    request is processed at a time. A malformed request gets a 4xx with a JSON ``error``; a client
+    has ``READ_TIMEOUT`` seconds to send its request. Yields the URL; when the block ends the server
+    stops, and requests still queued are answered 503 without being planned (they would otherwise
+    keep the CPU busy into the next measurement)."""
+    lock, stopped = threading.Lock(), threading.Event()
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802 - http.server API
-            cells = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            with lock:
-                output, tokens = respond(GsisrRow(cells))
-            body = json.dumps({"output": output, "new_tokens": tokens}, ensure_ascii=False).encode()
-            self.send_response(200)
+        timeout = READ_TIMEOUT  # on the socket: a trickling client cannot hold the worker
+
+        def _reply(self, status: int, obj: dict) -> None:
+            body = json.dumps(obj, ensure_ascii=False).encode()
+            self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
+
+        def do_POST(self):  # noqa: N802 - http.server API
+            try:
+                if self.path != "/plan":
+                    raise BadRequest(404, f"no endpoint {self.path[:40]!r}; POST /plan")
+                row = _row_from(self)
+            except BadRequest as exc:
+                self.close_connection = True
+                return self._reply(exc.status, {"error": str(exc)})
+            except TimeoutError:
+                self.close_connection = True
+                return self._reply(408, {"error": f"request not received within {READ_TIMEOUT:g} s"})
+            with lock:
+                if stopped.is_set():
+                    return self._reply(503, {"error": "server stopping"})
+                output, tokens = respond(row)
+            self._reply(200, {"output": output, "new_tokens": tokens})
 
         def log_message(self, *args):
             pass
@@ -52,6 +102,7 @@ def serve(respond: Respond) -> Iterator[str]:
     try:
         yield f"http://127.0.0.1:{httpd.server_address[1]}/plan"
     finally:
+        stopped.set()
         httpd.shutdown()
         httpd.server_close()
 

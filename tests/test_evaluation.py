@@ -228,6 +228,64 @@ def test_open_loop_builds_a_queue_when_requests_outpace_the_server(rows):
         open_loop(url, rows[:1], qps=0, max_seconds=1)
 
 
+def _raw_post(url: str, head: str, body: bytes = b"", pause: float = 0.0) -> tuple[int, dict]:
+    """Send a hand-made request; return the status and the JSON reply."""
+    import socket
+    from urllib.parse import urlsplit
+    u = urlsplit(url)
+    with socket.create_connection((u.hostname, u.port), timeout=10) as sock:
+        sock.sendall(head.encode() + b"\r\n\r\n")
+        time.sleep(pause)
+        try:
+            sock.sendall(body)
+        except OSError:
+            pass
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    status = int(data.split(b" ", 2)[1])
+    return status, json.loads(data.split(b"\r\n\r\n", 1)[1] or b"{}")
+
+
+def test_the_server_answers_malformed_requests_with_4xx(rows, monkeypatch):
+    """Issue 12, finding 11: malformed requests got no reply at all; no body limit, no read timeout."""
+    import gplan_lib.serving as serving
+    monkeypatch.setattr(serving, "READ_TIMEOUT", 0.5)
+    calls = []
+    good = json.dumps(rows[0].cells, ensure_ascii=False).encode()
+    with serve(lambda row: (calls.append(row.id) or "[]", 1)) as url:
+        post = "POST /plan HTTP/1.1\r\nHost: x"
+        cases = [(post, b"", 411), (post + "\r\nContent-Length: abc", b"", 400),
+                 (post + f"\r\nContent-Length: {2 ** 40}", b"", 413),
+                 (post + "\r\nContent-Length: 5", b"{nope", 400),
+                 (post + "\r\nContent-Length: 2", b"[]", 400),
+                 (post + "\r\nContent-Length: 13", b'{"id": "x1"}\n', 400),
+                 ("POST /other HTTP/1.1\r\nHost: x\r\nContent-Length: 2", b"{}", 404)]
+        for head, body, want in cases:
+            status, reply = _raw_post(url, head, body)
+            assert status == want and reply["error"], (head, reply)
+        status, reply = _raw_post(url, post + "\r\nContent-Length: 100", b"{", pause=1.0)  # a trickling client
+        assert status == 408
+        assert _raw_post(url, post + f"\r\nContent-Length: {len(good)}", good)[0] == 200
+    assert calls == [rows[0].id]  # only the well-formed request reached the planner
+
+
+def test_queued_requests_are_not_planned_after_the_server_stops(rows):
+    """Issue 11, finding 8: abandoned requests kept generating into the next measurement."""
+    calls = []
+
+    def respond(row):
+        calls.append(row.id)
+        time.sleep(0.1)
+        return "[]", 1
+
+    with serve(respond) as url:
+        cut = open_loop(url, rows[:10], qps=200, max_seconds=0.15)
+    n = len(calls)
+    time.sleep(0.5)
+    assert cut["unanswered"] >= 5 and len(calls) <= n + 1
+
+
 def test_real_qwen3_shapes_have_the_published_sizes():
     from transformers import Qwen3Config, Qwen3ForCausalLM
     from gplan_lib.real_shapes import QWEN3_SHAPES, time_decoding
