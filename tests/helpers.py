@@ -44,10 +44,10 @@ def make_row(**cells: str) -> GsisrRow:
 class FakeServer:
     """Replies with the offline teacher's label for the last user turn, or with scripted failures."""
 
-    def __init__(self, fail_first: int = 0, status: int = 500, reply: str | None = None):
+    def __init__(self, fail_first: int = 0, status: int = 500, reply: str | None = None, reply_fn=None):
         self.requests: list[dict] = []
         self.headers: list[dict] = []
-        self.fail_first, self.status, self.reply = fail_first, status, reply
+        self.fail_first, self.status, self.reply, self.reply_fn = fail_first, status, reply, reply_fn
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -60,7 +60,8 @@ class FakeServer:
                     self.end_headers()
                     self.wfile.write(b'{"error": "busy"}')
                     return
-                text = outer.reply if outer.reply is not None else PLAN_OK
+                text = (outer.reply_fn(body["messages"]) if outer.reply_fn else
+                        outer.reply if outer.reply is not None else PLAN_OK)
                 payload = json.dumps({"choices": [{"message": {"role": "assistant", "content": text}}]}).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")

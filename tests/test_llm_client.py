@@ -34,6 +34,22 @@ def test_a_redirect_is_not_followed_and_the_key_stays_home(raw, monkeypatch):
     assert "Bearer sk-secret" in first.requests[0][0] and other.requests == []
 
 
+def test_the_judge_command_fails_clearly_on_a_redirect(raw, monkeypatch, tmp_path, capsys):
+    import json
+
+    from gplan_lib.cli import main
+    from gplan_lib.data import write_gsisr_csv
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-secret")
+    other = raw(http_reply("200 OK", chat_body('{"flow": 5, "logic": 5, "st": 5}')))
+    first = raw(http_reply("302 Found", Location=f"http://127.0.0.1:{other.port}/v1/chat/completions"))
+    gold = write_gsisr_csv([make_row(id="r1")], tmp_path / "g.csv")
+    (tmp_path / "p.jsonl").write_text(json.dumps({"id": "r1", "output": make_row()["raw_labels"]}) + "\n")
+    assert main(["judge", "--pred", str(tmp_path / "p.jsonl"), "--gold", str(gold), "--llm-url", first.url,
+                 "--llm-model", "m"]) == 2
+    err = capsys.readouterr().err
+    assert "redirects are not followed" in err and "sk-secret" not in err and other.requests == []
+
+
 def test_retry_after_is_honoured(raw):
     srv = raw(http_reply("429 Too Many Requests", Retry_After="1"), http_reply("200 OK", chat_body("ok")))
     t = time.monotonic()

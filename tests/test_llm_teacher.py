@@ -56,3 +56,53 @@ def test_teacher_prompts_few_shot_keeps_order_and_filters(server):
     bad = server(reply='[{"工具名称":"tool_1"}]')
     kept, report = LLMTeacher(ChatClient(bad.url, "m"), _seeds(), shots=1).label(rows[:2])
     assert kept == [] and report["by_rule"]["format/plan_length"] == 2
+
+
+def test_synth_with_the_llm_teacher_from_the_command_line(server, tmp_path, monkeypatch, capsys):
+    """Issue 12, finding 6: the LLM teacher was reachable only from Python."""
+    import hashlib
+    import json
+
+    from gplan_lib.cli import main
+    from gplan_lib.data import load_rows
+    other = PLAN_OK.replace('"tag":"美食"', '"tag":"景点"')
+
+    def reply(messages):  # a plan that depends on the context; every fifth reply is chatty (strict filter)
+        h = int(hashlib.sha256(messages[-1]["content"].encode()).hexdigest(), 16)
+        return "Sure! " + PLAN_OK if h % 5 == 0 else (PLAN_OK if h % 2 else other)
+
+    srv = server(reply_fn=reply)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-never-written")
+    out = tmp_path / "llm"
+    assert main(["synth", "--n", "40", "--test-size", "8", "--pair-anchors", "10", "--out", str(out),
+                 "--teacher-url", srv.url, "--teacher-model", "qwen3-235b"]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["config"]["teacher"] == {"url": srv.url, "model": "qwen3-235b"}
+    assert manifest["counts"]["train"] == 32 and manifest["counts"]["test"] == 8
+    report = json.loads((out / "filter_report.json").read_text())
+    assert report["rejected"] > 0 and report["by_rule"]["format/extra_text"] == report["rejected"]
+    assert all(r["raw_labels"] in (PLAN_OK, other) for r in load_rows(out / "train.csv"))
+    pairs = [json.loads(line) for line in (out / "pairs_train.jsonl").read_text().splitlines()]
+    assert pairs and all(p["chosen"] != p["rejected"] for p in pairs)
+    assert "sk-never-written" not in "".join(f.read_text() for f in out.iterdir())
+    capsys.readouterr()
+    assert main(["synth", "--n", "10", "--out", str(tmp_path / "x"), "--teacher-url", srv.url]) == 2
+    assert "--teacher-url needs --teacher-model" in capsys.readouterr().err
+
+
+def test_gplan_judge_offline_and_llm(server, tmp_path, capsys):
+    """Issue 12: `gplan judge` scores PRED.jsonl with the offline judge or an LLM judge."""
+    import json
+
+    from gplan_lib.cli import main
+    from gplan_lib.data import write_gsisr_csv
+    rows = [make_row(id=str(i)) for i in range(3)]
+    gold = write_gsisr_csv(rows, tmp_path / "g.csv")
+    (tmp_path / "p.jsonl").write_text("".join(json.dumps({"id": r.id, "output": PLAN_OK}) + "\n" for r in rows))
+    assert main(["judge", "--pred", str(tmp_path / "p.jsonl"), "--gold", str(gold), "--json"]) == 0
+    offline = json.loads(capsys.readouterr().out)
+    assert offline["judge"] == "offline" and offline["n"] == 3 and 1 <= offline["overall"] <= 5
+    srv = server(reply='{"flow": 4, "logic": 3, "st": 2}')
+    assert main(["judge", "--pred", str(tmp_path / "p.jsonl"), "--gold", str(gold), "--llm-url", srv.url,
+                 "--llm-model", "judge"]) == 0
+    assert "llm judge, n = 3: flow 4.00, logic 3.00, st 2.00, overall 3.00" in capsys.readouterr().out
