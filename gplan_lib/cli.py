@@ -174,8 +174,10 @@ def cmd_train(args) -> int:
         raise InputError(f"unknown run {args.run!r}; choose one of {sorted(runs)}")
     exp = Experiment(load_scale(args.scale)["picd"], run_dirs(args.scale).data, REPO / "checkpoints" / args.scale,
                      seed=args.seed)
-    history = exp.train(runs[args.run], retrain=args.retrain, deepspeed=args.deepspeed)
-    print(f"{args.run}: {len([h for h in history if 'loss' in h])} logged steps; saved to {exp.run_dir(runs[args.run])}")
+    out = Path(args.out) if args.out else exp.run_dir(runs[args.run])
+    history = exp.train(runs[args.run], retrain=args.retrain, deepspeed=args.deepspeed, out=out)
+    print(f"{args.run}: {len([h for h in history if 'loss' in h])} logged steps; saved to {out} "
+          "(log_history.json: epoch, learning_rate, stage per logged step)")
     return EXIT_OK
 
 
@@ -249,9 +251,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true")
     p = command("train", cmd_train, "train one Table 2/3 run at a named scale (also under `accelerate launch`)")
     p.add_argument("--scale", required=True)
-    p.add_argument("--run", required=True, help="direct-cosine | cot-cosine | picd-cosine | picd-constant | picd-calr")
+    p.add_argument("--run", "--method", dest="run", required=True,
+                   help="direct-cosine | cot-cosine | picd-cosine | picd-constant | picd-calr (under torchrun, "
+                        "write --method: torchrun reads --run as its own --run-path)")
     p.add_argument("--seed", type=_nonnegative, default=0)
     p.add_argument("--deepspeed", help="DeepSpeed config, e.g. configs/ds_zero3.json")
+    p.add_argument("--out", help="the run's folder (default: checkpoints/<scale>/<run>)")
     p.add_argument("--retrain", action="store_true")
     p = command("rationalize", cmd_rationalize, "add structured reasoning to JSON-only labels")
     p.add_argument("src")

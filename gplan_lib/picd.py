@@ -191,14 +191,21 @@ def compression_profile(samples: Sequence[EncodedSample], epochs: int, mode: Mod
     return rows
 
 
-class CurriculumCallback(TrainerCallback):
-    """Sets the dataset's epoch from the global step at every epoch start (also after a resume)."""
+def epoch_in_progress(state) -> int:
+    """The 0-based epoch the Trainer is in (or has just finished a step of), from its own state:
+    right whatever the number of processes, the accumulation steps or a resume point."""
+    return max(0, math.ceil(round(state.epoch or 0.0, 6)) - 1)
 
-    def __init__(self, dataset: CurriculumDataset, steps_per_epoch: int):
-        self.dataset, self.steps_per_epoch = dataset, steps_per_epoch
+
+class CurriculumCallback(TrainerCallback):
+    """Sets the dataset's 1-based curriculum epoch from the Trainer's state at every epoch start
+    (also after a resume): ``state.epoch`` counts completed epochs there."""
+
+    def __init__(self, dataset: CurriculumDataset):
+        self.dataset = dataset
 
     def on_epoch_begin(self, args, state, control, **kwargs):
-        self.dataset.set_curriculum_epoch(state.global_step // self.steps_per_epoch + 1)
+        self.dataset.set_curriculum_epoch(math.floor(round(state.epoch or 0.0, 6)) + 1)
 
 
 class WindowedLogs(Trainer):
@@ -234,10 +241,11 @@ class PICDTrainer(WindowedLogs):
     """HF Trainer with the section-normalised loss and the CALR / cosine / constant schedules."""
 
     def __init__(self, *args, schedule: Schedule = "calr", b_star: int = 9, polish_ratio: float = 0.2,
-                 warmup_ratio: float = 0.01, steps_per_epoch: int = 1, **kwargs):
+                 warmup_ratio: float = 0.01, **kwargs):
         super().__init__(*args, **kwargs)
         self.schedule, self.b_star, self.polish_ratio = schedule, b_star, polish_ratio
-        self.warmup_ratio, self.steps_per_epoch = warmup_ratio, steps_per_epoch
+        self.warmup_ratio = warmup_ratio
+        self.steps_per_epoch: int | None = None  # optimizer steps per epoch, as the Trainer plans them
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         sections = inputs.pop("sections")
@@ -247,15 +255,21 @@ class PICDTrainer(WindowedLogs):
         return (loss, outputs) if return_outputs else loss
 
     def create_scheduler(self, num_training_steps: int, optimizer=None):
+        """The schedule over the Trainer's own step count: it plans ``epochs x steps per epoch``
+        optimizer steps (per process, after accumulation), so g(t) = t // (that per-epoch count)
+        is the epoch a step falls in on one GPU or many."""
         if self.lr_scheduler is None:
+            spe = self.steps_per_epoch = max(1, num_training_steps // max(1, math.ceil(self.args.num_train_epochs)))
             warmup = warmup_steps(num_training_steps, self.warmup_ratio)
-            self.lr_scheduler = LambdaLR(optimizer or self.optimizer, lambda t: lr_multiplier(
-                t, num_training_steps, self.steps_per_epoch, self.schedule, warmup, self.b_star, self.polish_ratio))
+            schedule, b_star, polish = self.schedule, self.b_star, self.polish_ratio  # no reference to self:
+            self.lr_scheduler = LambdaLR(optimizer or self.optimizer, lambda t: lr_multiplier(  # the trainer is freed
+                t, num_training_steps, spe, schedule, warmup, b_star, polish))
         return self.lr_scheduler
 
     def log(self, logs: dict[str, float], *args, **kwargs) -> None:
-        if "loss" in logs:
-            logs["stage"] = max(0, self.state.global_step - 1) // self.steps_per_epoch
+        if "loss" in logs:  # g(t): the stage the data was built at (what the dataset read), else the Trainer's epoch
+            data = self.train_dataset
+            logs["stage"] = data.epoch - 1 if isinstance(data, CurriculumDataset) else epoch_in_progress(self.state)
         super().log(logs, *args, **kwargs)
 
 
@@ -264,9 +278,11 @@ def warmup_steps(total_steps: int, ratio: float) -> int:
     return max(1, math.ceil(ratio * total_steps))
 
 
-def steps_per_epoch(n_samples: int, batch_size: int, grad_accum: int = 1) -> int:
-    """Optimizer steps per epoch as the HF Trainer counts them (last partial batch kept)."""
-    return max(1, math.ceil(n_samples / batch_size) // grad_accum)
+def steps_per_epoch(n_samples: int, batch_size: int, grad_accum: int = 1, processes: int = 1) -> int:
+    """Optimizer steps per epoch as the HF Trainer plans them on ``processes`` data-parallel ranks
+    (each rank's last partial batch kept; a partial accumulation window still steps). For planning
+    and plots: training reads the count from the Trainer itself."""
+    return max(1, math.ceil(math.ceil(n_samples / processes) / batch_size / grad_accum))
 
 
 def make_trainer(model, tokenizer, samples: Sequence[EncodedSample], mode: Mode, schedule: Schedule,
@@ -276,12 +292,10 @@ def make_trainer(model, tokenizer, samples: Sequence[EncodedSample], mode: Mode,
     dataset = CurriculumDataset(samples, mode)
     if hp.get("gradient_checkpointing"):
         model.gradient_checkpointing_enable()
-    spe = steps_per_epoch(len(samples), hp["batch_size"], hp.get("grad_accum", 1))
     b_star = hp.get("b_star") or b_star_of(samples)
     args = training_arguments(hp, out_dir, seed, weight_decay=hp.get("weight_decay", 0.01),
                               save_strategy="steps" if hp.get("save_steps") else "no",
                               save_steps=hp.get("save_steps") or 500)
     return PICDTrainer(model=model, args=args, train_dataset=dataset, data_collator=collate(tokenizer.pad_token_id),
-                       callbacks=[CurriculumCallback(dataset, spe)], schedule=schedule, b_star=b_star,
-                       polish_ratio=hp["polish_lr"] / hp["lr"], warmup_ratio=hp.get("warmup_ratio", 0.01),
-                       steps_per_epoch=spe)
+                       callbacks=[CurriculumCallback(dataset)], schedule=schedule, b_star=b_star,
+                       polish_ratio=hp["polish_lr"] / hp["lr"], warmup_ratio=hp.get("warmup_ratio", 0.01))

@@ -112,9 +112,11 @@ class Experiment:
         return config_key({"init": (self.init_dir / "init_key.txt").read_text(), "train": self.cfg["train"],
                       "n_train": self.cfg["n_train"], "run": asdict(run), "seed": self.seed})
 
-    def train(self, run: Run, retrain: bool = False, deepspeed: str | None = None) -> list[dict[str, float]]:
+    def train(self, run: Run, retrain: bool = False, deepspeed: str | None = None,
+              out: str | Path | None = None) -> list[dict[str, float]]:
         """Train ``run`` from the initial weights (or reuse it); returns the trainer's log history.
-        ``deepspeed``: a DeepSpeed config for multi-GPU runs (an execution setting, not part of the key)."""
+        ``deepspeed``: a DeepSpeed config for multi-GPU runs (an execution setting, not part of the key);
+        ``out``: the run's folder (default: ``run_dir(run)``)."""
         def build(trainer_dir: str):
             torch.manual_seed(self.seed)
             model = load_for_training(self.init_dir, self.tokenizer, self.cfg["model"])
@@ -122,7 +124,7 @@ class Experiment:
             return make_trainer(model, self.tokenizer, self.samples, run.mode, run.schedule, hp,
                                 trainer_dir, seed=self.seed)
 
-        return train_or_reuse(self.run_dir(run), self.run_key(run), retrain, build, self.tokenizer,
+        return train_or_reuse(Path(out) if out else self.run_dir(run), self.run_key(run), retrain, build, self.tokenizer,
                               lambda tr: model_card(run.mode, self.options, schedule=run.schedule, b_star=tr.b_star,
                                                     steps_per_epoch=tr.steps_per_epoch))
 

@@ -51,8 +51,11 @@ def train_or_reuse(out: Path, key: str, retrain: bool, build: Callable[[str], Tr
             return json.loads((out / "log_history.json").read_text())
         if not retrain:
             raise FileExistsError(f"{out} holds a run trained with another config; pass retrain=True to replace it")
-    if out.exists():
+    from accelerate import PartialState
+    state = PartialState()  # under torchrun / accelerate: only rank 0 touches the filesystem
+    if out.exists() and state.is_main_process:
         shutil.rmtree(out)
+    state.wait_for_everyone()
     trainer = build(str(out / "trainer"))
     trainer.add_callback(EpochLog(out.name))
     trainer.train()

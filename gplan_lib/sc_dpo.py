@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from .data import GsisrRow
 from .modeling import chat_prompt
-from .picd import WindowedLogs, latent_target, right_pad, steps_per_epoch, training_arguments, warmup_steps
+from .picd import WindowedLogs, latent_target, right_pad, training_arguments
 from .prompt import PromptOptions, build_messages
 
 
@@ -161,10 +161,10 @@ class SCDPOTrainer(WindowedLogs):
 
 def make_dpo_trainer(model, tokenizer, pairs: Sequence[EncodedPair], weights: SCDPOLoss, hp: dict[str, Any],
                      out_dir: str, seed: int = 0) -> SCDPOTrainer:
-    """One epoch (by default) at a constant LR after a linear warmup (paper: 2e-7, warmup 0.03)."""
-    n_steps = steps_per_epoch(len(pairs), hp["batch_size"], hp.get("grad_accum", 1)) * hp.get("epochs", 1)
+    """One epoch (by default) at a constant LR after a linear warmup (paper: 2e-7, warmup 0.03 of the
+    steps the Trainer plans, whatever the number of processes)."""
     args = training_arguments(hp, out_dir, seed, lr_scheduler_type="constant_with_warmup", weight_decay=0.0,
-                              warmup_steps=warmup_steps(n_steps, hp.get("warmup_ratio", 0.03)), save_strategy="no")
+                              warmup_steps=float(hp.get("warmup_ratio", 0.03)), save_strategy="no")
     return SCDPOTrainer(model=model, args=args, train_dataset=PairDataset(pairs),
                         data_collator=collate_pairs(tokenizer.pad_token_id), loss_weights=weights)
 

@@ -1,6 +1,8 @@
 """PICD (Sec. 4.1): scaffold, curriculum reaching the targets, section-normalised loss, CALR, resume."""
 from __future__ import annotations
 
+import math
+
 import random
 
 import numpy as np
@@ -205,3 +207,30 @@ def test_latent_valid(text, ok, why):
     plan = dumps_plan([{"工具名称": "tool_6"}, {"工具名称": "tool_8"}, {"工具名称": "tool_9"}, {"工具名称": "tool_10"}])
     valid, reason = latent_valid(text.replace("PLAN4", plan))
     assert valid == ok and why in reason
+
+
+def test_two_processes_follow_the_same_curriculum_and_lr_switch(tmp_path):
+    """Issue 11: under torchrun (2 gloo processes) each epoch trains at the same stage and CALR drops
+    to eta_polish in the same epoch as in one process, although each process takes half the steps."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    bin_dir = Path(sys.executable).parent
+    subprocess.run([bin_dir / "gplan", "synth", "--scale", "ci"], check=True, capture_output=True)
+    runs = {"one": [bin_dir / "gplan", "train"], "two": [bin_dir / "torchrun", "--nproc_per_node", "2", "-m",
+                                                        "gplan_lib.cli", "train"]}
+    seen = {}
+    for name, cmd in runs.items():
+        out = tmp_path / name
+        done = subprocess.run([*cmd, "--scale", "ci", "--method", "picd-calr", "--out", str(out)],
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+        logs = [h for h in json.loads((out / "log_history.json").read_text()) if "loss" in h]
+        assert all({"epoch", "learning_rate", "stage"} <= set(h) for h in logs)
+        stage_of_epoch = {math.ceil(round(h["epoch"], 6)): h["stage"] for h in logs}
+        polish = min(math.ceil(round(h["epoch"], 6)) for h in logs if h["learning_rate"] < 0.5 * logs[0]["learning_rate"])
+        seen[name] = (stage_of_epoch, polish, len(logs))
+    assert seen["one"][:2] == seen["two"][:2] == ({1: 0, 2: 1, 3: 2}, 3)
+    assert seen["two"][2] < seen["one"][2]  # each process did take fewer steps
