@@ -41,11 +41,23 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 4000) -> PreTrainedT
 
 
 def add_latent_tokens(tokenizer, model: torch.nn.Module | None = None) -> list[int]:
-    """Add the 33 latent tokens (ordinary tokens) and resize the model's embeddings; returns their ids."""
-    tokenizer.add_tokens([t for t in LATENT_TOKENS if t not in tokenizer.get_vocab()])
-    if model is not None and model.get_input_embeddings().num_embeddings < len(tokenizer):
-        model.resize_token_embeddings(len(tokenizer))
-    return tokenizer.convert_tokens_to_ids(list(LATENT_TOKENS))
+    """Add the 33 latent tokens (ordinary tokens) and give the model rows for them; returns their ids.
+
+    The rows are set explicitly to the mean of the rows the tokenizer already used (input and, when
+    untied, output embeddings): a checkpoint whose matrix is padded past its vocabulary (Qwen3: 151,936
+    rows for 151,669 tokens) needs no resize, and its spare rows hold values nobody chose."""
+    before = len(tokenizer)
+    new = [t for t in LATENT_TOKENS if t not in tokenizer.get_vocab()]
+    tokenizer.add_tokens(new)
+    ids = tokenizer.convert_tokens_to_ids(list(LATENT_TOKENS))
+    if model is not None and new:
+        if model.get_input_embeddings().num_embeddings < len(tokenizer):
+            model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+        rows = tokenizer.convert_tokens_to_ids(new)
+        with torch.no_grad():
+            for emb in {id(m): m for m in (model.get_input_embeddings(), model.get_output_embeddings()) if m is not None}.values():
+                emb.weight[rows] = emb.weight[:before].float().mean(0).to(emb.weight.dtype)  # (d,) into each new row
+    return ids
 
 
 def chat_prompt(tokenizer, messages: list[dict[str, str]]) -> str:
@@ -71,9 +83,12 @@ def load_pretrained(name_or_path: str | Path, dtype: str = "bfloat16"):
 
 
 def load_for_training(directory: str | Path, tokenizer, model_cfg: dict[str, Any]):
-    """The model a run starts from: fp32 for tiny models; for checkpoints the configured dtype,
-    4-bit when ``qlora``, wrapped with LoRA (also training the latent-token rows) when asked."""
-    if model_cfg["kind"] == "tiny":
+    """The model a run starts from. Tiny models and full fine-tuning: fp32 master weights (the
+    Trainer's ``bf16`` setting computes in bf16 under autocast; bf16 weights under plain AdamW would
+    round most updates away at the paper's LRs). LoRA / QLoRA: the frozen base in the configured
+    ``dtype`` (4-bit with ``qlora``), adapters and the latent-token rows trained."""
+    adapters = model_cfg.get("lora") or model_cfg.get("qlora")
+    if model_cfg["kind"] == "tiny" or not adapters:
         return AutoModelForCausalLM.from_pretrained(directory, dtype=torch.float32)
     dtype = getattr(torch, model_cfg.get("dtype", "bfloat16"))
     kwargs: dict[str, Any] = {"dtype": dtype}
@@ -82,15 +97,13 @@ def load_for_training(directory: str | Path, tokenizer, model_cfg: dict[str, Any
         kwargs["quantization_config"] = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
                                                            bnb_4bit_compute_dtype=dtype)
     model = AutoModelForCausalLM.from_pretrained(directory, **kwargs)
-    if model_cfg.get("lora") or model_cfg.get("qlora"):
-        from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
-        if model_cfg.get("qlora"):
-            model = prepare_model_for_kbit_training(model)
-        latent_ids = tokenizer.convert_tokens_to_ids(list(LATENT_TOKENS))
-        lora = {"r": 16, "lora_alpha": 32, "lora_dropout": 0.05, "target_modules": "all-linear",
-                **(model_cfg.get("lora") or {})}
-        model = get_peft_model(model, LoraConfig(task_type="CAUSAL_LM", trainable_token_indices=latent_ids, **lora))
-    return model
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+    if model_cfg.get("qlora"):
+        model = prepare_model_for_kbit_training(model)
+    latent_ids = tokenizer.convert_tokens_to_ids(list(LATENT_TOKENS))
+    lora = {"r": 16, "lora_alpha": 32, "lora_dropout": 0.05, "target_modules": "all-linear",
+            **(model_cfg.get("lora") or {})}
+    return get_peft_model(model, LoraConfig(task_type="CAUSAL_LM", trainable_token_indices=latent_ids, **lora))
 
 
 def merged(model):

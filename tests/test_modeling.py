@@ -10,7 +10,7 @@ import torch
 from gplan_lib.cli import main
 from gplan_lib.data import write_gsisr_csv
 from gplan_lib.generation import MODEL_CARD, StudentPlanner, model_card
-from gplan_lib.modeling import (chat_prompt, load_for_training, load_pretrained, merged, save,
+from gplan_lib.modeling import (add_latent_tokens, chat_prompt, load_for_training, load_pretrained, merged, save,
                                 tiny_qwen3, train_tokenizer)
 from gplan_lib.prompt import PromptOptions, build_messages, render_chatml
 from gplan_lib.scaffold import LATENT_TOKENS
@@ -81,3 +81,49 @@ def test_score_reports_latent_validity_for_latent_outputs(rows, tmp_path, capsys
     assert main(["score", "--pred", str(tmp_path / "p.jsonl"), "--gold", str(gold), "--json"]) == 0
     s = json.loads(capsys.readouterr().out)
     assert s["latent_valid"] == 0.5 and s["acc1"] == 1.0
+
+
+def test_latent_rows_are_set_even_when_the_matrix_has_spare_rows(base_dir):
+    """Issue 11: Qwen3's embedding has more rows than its tokenizer has tokens, so no resize happens and
+    the latent tokens would land on rows nobody initialised."""
+    from transformers import AutoTokenizer
+    tok = AutoTokenizer.from_pretrained(base_dir)
+    torch.manual_seed(1)
+    model = tiny_qwen3(tok, TINY_ARCH)
+    model.resize_token_embeddings(len(tok) + 64)  # padded past the vocabulary, like Qwen3's 151,936 rows
+    emb = model.get_input_embeddings().weight
+    with torch.no_grad():
+        emb[len(tok):] = 7.0  # what a checkpoint's spare rows might hold
+    before, rows_before = len(tok), emb.shape[0]
+    ids = add_latent_tokens(tok, model)
+    assert model.get_input_embeddings().weight.shape[0] == rows_before  # no resize was needed
+    mean = emb[:before].mean(0)
+    assert torch.allclose(emb[ids], mean.expand(len(ids), -1)) and not (emb[ids] == 7.0).any()
+
+
+def test_mixed_precision_moves_weights_like_fp32(base_dir, rows, tmp_path):
+    """Issue 11: at the paper's LR (5e-6) bf16 weights under AdamW barely move; fp32 master weights with
+    bf16 autocast (what the full scales now run) move like an fp32 run."""
+    from gplan_lib.picd import encode, make_trainer
+    model, tok = load_pretrained(base_dir, dtype="float32")
+    start = save(model, tok, tmp_path / "start")
+    samples = encode(rows, tok, PromptOptions.named("tiny"), 2048)
+    hp = dict(epochs=1, batch_size=4, lr=5e-6, polish_lr=1e-6, warmup_ratio=0.0, logging_steps=1, disable_tqdm=True,
+              b_star=1)
+
+    def moved(model, bf16: bool) -> float:
+        init = {n: p.detach().float().clone() for n, p in model.named_parameters()}
+        make_trainer(model, tok, samples, "picd", "constant", {**hp, "bf16": bf16}, str(tmp_path / "t")).train()
+        changed = sum(int((p.detach().float() != init[n]).sum()) for n, p in model.named_parameters())
+        return changed / sum(p.numel() for p in model.parameters())
+
+    full = {"kind": "pretrained", "dtype": "bfloat16"}
+    fp32 = moved(load_for_training(start, tok, {"kind": "tiny"}), bf16=False)
+    mixed_model = load_for_training(start, tok, full)
+    assert next(mixed_model.parameters()).dtype == torch.float32  # master weights
+    mixed = moved(mixed_model, bf16=True)
+    from transformers import AutoModelForCausalLM
+    bf16_weights = moved(AutoModelForCausalLM.from_pretrained(start, dtype=torch.bfloat16), bf16=False)
+    print(f"weights moved: fp32 {fp32:.3f}, mixed {mixed:.3f}, bf16 weights {bf16_weights:.3f}")
+    assert fp32 > 0.9 and abs(mixed - fp32) < 0.02, (fp32, mixed)
+    assert bf16_weights < 0.5 * fp32, bf16_weights
