@@ -4,15 +4,23 @@
 #   (make seeds / make regimes: the seed and regime studies behind the README's Tables 3-4)
 # Each creates the virtual environment .venv first when it is missing or stale.
 PYTHON ?= python3
-VENV   ?= .venv
 SCALE  ?= cpu
-BIN     = $(VENV)/bin
 NOTEBOOKS = $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
+# Inside the conda environment of environment.yml (`conda activate gplan`) that environment is used as
+# it is; anywhere else a .venv is made from requirements.txt.
+ifeq ($(CONDA_DEFAULT_ENV),gplan)
+VENV   ?= $(CONDA_PREFIX)
+STAMP   =
+else
+VENV   ?= .venv
+STAMP   = $(VENV)/.installed
+endif
+BIN     = $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 
 .PHONY: run test setup bench clean-runs seeds regimes
 
-setup: $(VENV)/.installed
+setup: $(STAMP)
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
