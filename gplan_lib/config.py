@@ -3,6 +3,7 @@
 configs/scales.yaml, never in notebook code."""
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -47,3 +48,13 @@ def run_dirs(scale: str) -> RunDirs:
     for d in (dirs.results, dirs.figures, dirs.data):
         d.mkdir(parents=True, exist_ok=True)
     return dirs
+
+
+def stored_study(name: str, scale: str = "cpu") -> dict[str, Any] | None:
+    """results/<scale>/<name>.json of a study that notebooks read but do not rerun (``seeds``,
+    ``regimes``: the committed ones at cpu), or None after saying how to make it."""
+    path = RESULTS / scale / f"{name}.json"
+    if not path.is_file():
+        print(f"No {name} study at {path}: `make {name} SCALE={scale}` writes it (about 1.5 h at the cpu scale).")
+        return None
+    return json.loads(path.read_text(encoding="utf-8"))

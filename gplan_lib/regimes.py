@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 
 from .config import load_scale, run_dirs
 from .modeling import chat_prompt, load_for_training, save
-from .paths import REPO, RESULTS
+from .paths import REPO
 from .picd import right_pad, training_arguments, warmup_steps
 from .picd_experiment import RUNS, Experiment, Run, evaluate_student
 from .prompt import build_messages
@@ -166,15 +166,6 @@ class RegimeStudy:
                 "final_rewards": {k: logs[-1][f"rewards/{k}"] for k in ("chosen", "rejected", "margins", "center")},
                 "grad_norm_median": float(np.median(grad)) if grad else None}
             self._save()
-
-
-def committed(scale: str = "cpu") -> dict[str, Any] | None:
-    """The stored regime study of ``scale`` (the committed one at cpu), or None with a word on how to make it."""
-    path = RESULTS / scale / "regimes.json"
-    if not path.is_file():
-        print(f"No regime study at {path}: `make regimes SCALE={scale}` writes it (about 1.5 h at the cpu scale).")
-        return None
-    return json.loads(path.read_text())
 
 
 def regime_tables(results: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:

@@ -20,7 +20,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .paths import REPO, RESULTS, RUNS
+from .paths import REPO, RUNS
 
 #: Runs in table order: Table 3's five SFT/PICD runs, then Table 4's two post-training variants.
 PICD_RUNS = ("Direct-SFT", "CoT-SFT", "PICD (cosine)", "PICD (constant)", "PICD (CALR)")
@@ -129,15 +129,6 @@ def summarise(per_seed: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return {"scale": per_seed[0]["scale"], "n_rows_per_seed": per_seed[0]["n_rows"], "runs": runs, "paired": paired,
             "sensitivity": sensitivity,
             "tests": "paired per row and seed: exact McNemar on Acc@1, sign-flip permutation (10,000) on NES"}
-
-
-def committed(scale: str = "cpu") -> dict[str, Any] | None:
-    """The stored study of ``scale`` (the committed one at cpu), or None with a word on how to make it."""
-    path = RESULTS / scale / "seeds.json"
-    if not path.is_file():
-        print(f"No seed study at {path}: `make seeds SCALE={scale}` writes it (about 1.5 h at the cpu scale).")
-        return None
-    return json.loads(path.read_text())
 
 
 def seed_table(summary: dict[str, Any]) -> list[dict[str, Any]]:

@@ -47,10 +47,12 @@ def test_edit_distance_and_nes_hand_worked():
 
 
 def test_output_parsing_variants_score_the_same():
+    """The label metrics read the plan wherever it stands (as the released evaluation does); validity is
+    the strict filter: a fence or chatter around the array is not a valid output."""
     text = dumps_plan(GOLD)
-    for variant in (text, "<THOUGHT><CONTEXT>x</CONTEXT></THOUGHT>" + text, f"```json\n{text}\n```",
-                    "好的，计划如下：" + text + " 以上。"):
-        assert score_sample(variant, GOLD) == {"acc1": 1.0, "ndcg3": 1.0, "nes": 1.0, "validity": 1.0}
+    for variant, valid in ((text, 1.0), ("<THOUGHT><CONTEXT>x</CONTEXT></THOUGHT>" + text, 1.0),
+                           (f"```json\n{text}\n```", 0.0), ("好的，计划如下：" + text + " 以上。", 0.0)):
+        assert score_sample(variant, GOLD) == {"acc1": 1.0, "ndcg3": 1.0, "nes": 1.0, "validity": valid}
 
 
 def test_truncated_array_is_recovered_object_by_object():
