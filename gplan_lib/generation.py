@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 
 from .data import GsisrRow
 from .metrics import bootstrap_ci
-from .modeling import chat_prompt, load
+from .modeling import chat_prompt, default_device, load
 from .prompt import PromptOptions, build_messages
 
 MODEL_CARD = "gplan_config.json"
@@ -32,7 +32,7 @@ class StudentPlanner:
     def __init__(self, directory: str | Path, device: str | None = None):
         card = json.loads(Path(directory, MODEL_CARD).read_text(encoding="utf-8"))
         self.mode, self.options = card["mode"], PromptOptions(**card["prompt_options"])
-        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.device = device or default_device()
         self.model, self.tokenizer = load(directory)
         self.model.to(self.device).eval()
         self.tokenizer.padding_side = "left"

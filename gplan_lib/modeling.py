@@ -60,6 +60,11 @@ def add_latent_tokens(tokenizer, model: torch.nn.Module | None = None) -> list[i
     return ids
 
 
+def default_device() -> str:
+    """The one device rule: CUDA when present, else the CPU (students, reference passes, scoring)."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def chat_prompt(tokenizer, messages: list[dict[str, str]]) -> str:
     """The generation prompt as the released code builds it: thinking disabled, the empty
     <think> block Qwen3 appends removed, ending at ``<|im_start|>assistant\\n``."""

@@ -27,7 +27,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .config import load_scale, run_dirs
-from .modeling import chat_prompt, load_for_training, save
+from .modeling import chat_prompt, default_device, load_for_training, save
 from .paths import REPO
 from .picd import right_pad, training_arguments, warmup_steps
 from .picd_experiment import RUNS, Experiment, Run, evaluate_student
@@ -105,7 +105,7 @@ class RegimeStudy:
 
     def _dd(self, directory: Path) -> dict[str, Any]:
         from transformers import AutoModelForCausalLM
-        c, r = pair_logps(AutoModelForCausalLM.from_pretrained(directory), self.test_pairs,
+        c, r = pair_logps(AutoModelForCausalLM.from_pretrained(directory).to(default_device()), self.test_pairs,
                           self.scratch.tokenizer.pad_token_id, self.cfg["sc_dpo"]["eval_batch_size"], desc="held-out pairs")
         return likelihood_sensitivity(c, r, self.test_records)
 

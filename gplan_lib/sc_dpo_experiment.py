@@ -26,7 +26,7 @@ import torch
 from .data import GsisrRow
 from .generation import MODEL_CARD, StudentPlanner
 from .metrics import nes
-from .modeling import load_for_training
+from .modeling import default_device, load_for_training
 from .parsing import parse_output
 from .prompt import PromptOptions
 from .runs import config_key, train_or_reuse
@@ -93,7 +93,7 @@ class DPOExperiment:
                           "train_ids": ids_digest(self.train_pairs), "test_ids": ids_digest(self.test_pairs)})
         ref = json.loads(cache.read_text()) if cache.is_file() else {}
         if ref.get("key") != key:
-            model = load_for_training(self.base, self.tokenizer, self.model_cfg)
+            model = load_for_training(self.base, self.tokenizer, self.model_cfg).to(default_device())
             ref = {"key": key}
             for split, pairs in (("train", self.train_pairs), ("test", self.test_pairs)):
                 c, r = pair_logps(model, pairs, self.tokenizer.pad_token_id, self.cfg["eval_batch_size"],
@@ -147,7 +147,7 @@ class DPOExperiment:
         """Context sensitivity of a saved student on the held-out pairs (see the module docstring);
         ``generate=False`` leaves out the flip rate, the one measure that decodes."""
         from transformers import AutoModelForCausalLM
-        model = AutoModelForCausalLM.from_pretrained(directory)
+        model = AutoModelForCausalLM.from_pretrained(directory).to(default_device())
         c, r = pair_logps(model, self.test_pairs, self.tokenizer.pad_token_id, self.cfg["eval_batch_size"],
                           desc="held-out pairs")
         ref = None if weights_digest(directory) == weights_digest(self.base) else (
