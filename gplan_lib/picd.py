@@ -34,6 +34,7 @@ from .scaffold import Reasoning, latent_tokens_for, sample_stage
 Mode = Literal["direct", "cot", "picd"]
 Schedule = Literal["calr", "cosine", "constant"]
 PROMPT, COT, JSON = 0, 1, 2  # section ids per token
+CE_CHUNK = 4096  # rows of logits upcast to fp32 at a time when the response-only path is on
 
 
 @dataclass
@@ -143,11 +144,28 @@ def collate(pad_id: int):
     return fn
 
 
-def section_loss(logits: torch.Tensor, input_ids: torch.Tensor, sections: torch.Tensor
+def logits_needed(sections: torch.Tensor) -> int:
+    """How many trailing positions need logits: from the one before the batch's first supervised
+    token to the end (prompts are 85-93% of a full-scale sequence; their logits are never used)."""
+    supervised = (sections != PROMPT).any(0).nonzero()
+    return sections.shape[1] - int(supervised[0]) + 1 if len(supervised) else sections.shape[1]
+
+
+def token_ce(logits: torch.Tensor, targets: torch.Tensor, chunk: int | None = None) -> torch.Tensor:
+    """Per-token cross-entropy in fp32; with ``chunk``, that many rows at a time, so that no fp32 copy
+    of a (tokens x vocabulary) matrix is ever made whole."""
+    if chunk is None:
+        return F.cross_entropy(logits.float(), targets, reduction="none")
+    return torch.cat([F.cross_entropy(logits[i:i + chunk].float(), targets[i:i + chunk], reduction="none")
+                      for i in range(0, logits.shape[0], chunk)])
+
+
+def section_loss(logits: torch.Tensor, input_ids: torch.Tensor, sections: torch.Tensor, chunk: int | None = None
                  ) -> tuple[torch.Tensor, dict[str, float]]:
     """Eq. 5: the mean CE over CoT tokens and over JSON tokens (pooled over the batch), averaged;
-    a section absent from the batch drops out. Returns the loss and its parts for logging."""
-    ce = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), input_ids[:, 1:].flatten(), reduction="none")
+    a section absent from the batch drops out. Returns the loss and its parts for logging.
+    ``logits`` may cover only the last L positions; ``input_ids`` and ``sections`` are then the same L."""
+    ce = token_ce(logits[:, :-1].flatten(0, 1), input_ids[:, 1:].flatten(), chunk)  # (B*(L-1),)
     sec = sections[:, 1:].flatten()
     parts = {name: ce[sec == sid].mean() for name, sid in (("cot", COT), ("json", JSON)) if (sec == sid).any()}
     if not parts:
@@ -241,16 +259,20 @@ class PICDTrainer(WindowedLogs):
     """HF Trainer with the section-normalised loss and the CALR / cosine / constant schedules."""
 
     def __init__(self, *args, schedule: Schedule = "calr", b_star: int = 9, polish_ratio: float = 0.2,
-                 warmup_ratio: float = 0.01, **kwargs):
+                 warmup_ratio: float = 0.01, response_logits: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
         self.schedule, self.b_star, self.polish_ratio = schedule, b_star, polish_ratio
+        self.response_logits = response_logits  # logits only where the loss needs them (full scales)
         self.warmup_ratio = warmup_ratio
         self.steps_per_epoch: int | None = None  # optimizer steps per epoch, as the Trainer plans them
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        sections = inputs.pop("sections")
-        outputs = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])
-        loss, parts = section_loss(outputs.logits, inputs["input_ids"], sections)
+        sections, ids = inputs.pop("sections"), inputs["input_ids"]  # (B, T) each
+        keep = logits_needed(sections) if self.response_logits else ids.shape[1]
+        outputs = model(input_ids=ids, attention_mask=inputs["attention_mask"],
+                        logits_to_keep=keep if self.response_logits else 0)  # logits (B, keep, V)
+        loss, parts = section_loss(outputs.logits, ids[:, -keep:], sections[:, -keep:],
+                                   CE_CHUNK if self.response_logits else None)
         self.record(parts)
         return (loss, outputs) if return_outputs else loss
 
@@ -298,4 +320,5 @@ def make_trainer(model, tokenizer, samples: Sequence[EncodedSample], mode: Mode,
                               save_steps=hp.get("save_steps") or 500)
     return PICDTrainer(model=model, args=args, train_dataset=dataset, data_collator=collate(tokenizer.pad_token_id),
                        callbacks=[CurriculumCallback(dataset)], schedule=schedule, b_star=b_star,
-                       polish_ratio=hp["polish_lr"] / hp["lr"], warmup_ratio=hp.get("warmup_ratio", 0.01))
+                       polish_ratio=hp["polish_lr"] / hp["lr"], warmup_ratio=hp.get("warmup_ratio", 0.01),
+                       response_logits=hp.get("response_logits", False))

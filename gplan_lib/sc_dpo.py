@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from .data import GsisrRow
 from .modeling import chat_prompt
-from .picd import WindowedLogs, latent_target, right_pad, training_arguments
+from .picd import CE_CHUNK, WindowedLogs, latent_target, logits_needed, right_pad, token_ce, training_arguments
 from .prompt import PromptOptions, build_messages
 
 
@@ -96,16 +96,25 @@ def _batch(seqs: Sequence[tuple[list[int], list[int]]], pad_id: int) -> tuple[to
             right_pad([[0] * len(p) + [1] * len(r) for p, r in seqs], 0).bool())
 
 
-def sequence_logps(model, ids: torch.Tensor, att: torch.Tensor, resp: torch.Tensor) -> torch.Tensor:
-    """log pi(y|x): the sum of the response tokens' log-probabilities, per sequence."""
-    logits = model(input_ids=ids, attention_mask=att).logits[:, :-1].float()
-    logp = torch.gather(F.log_softmax(logits, -1), 2, ids[:, 1:, None]).squeeze(-1)
-    return (logp * resp[:, 1:]).sum(-1)
+def sequence_logps(model, ids: torch.Tensor, att: torch.Tensor, resp: torch.Tensor,
+                   response_only: bool = False) -> torch.Tensor:
+    """log pi(y|x): the sum of the response tokens' log-probabilities, per sequence. With
+    ``response_only`` (full scales) the output head runs only from the batch's first response token
+    on, and -CE is taken in fp32 chunks instead of a full-vocabulary log_softmax over every position."""
+    if not response_only:
+        logits = model(input_ids=ids, attention_mask=att).logits[:, :-1].float()  # (B, T-1, V)
+        logp = torch.gather(F.log_softmax(logits, -1), 2, ids[:, 1:, None]).squeeze(-1)
+        return (logp * resp[:, 1:]).sum(-1)
+    keep = logits_needed(resp.long())  # resp: (B, T), 1 on response tokens
+    logits = model(input_ids=ids, attention_mask=att, logits_to_keep=keep).logits[:, :-1]  # (B, keep-1, V)
+    targets = ids[:, -keep:][:, 1:]
+    logp = -token_ce(logits.flatten(0, 1), targets.flatten(), CE_CHUNK).view(targets.shape)  # (B, keep-1)
+    return (logp * resp[:, -keep:][:, 1:]).sum(-1)
 
 
 @torch.no_grad()
 def pair_logps(model, pairs: Sequence[EncodedPair], pad_id: int, batch_size: int = 16,
-               desc: str = "log-probs") -> tuple[np.ndarray, np.ndarray]:
+               desc: str = "log-probs", response_only: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """log pi(y+|x) and log pi(y-|x) for every pair (the reference when called before training;
     for a peft model the adapters are disabled, so the reference is the base)."""
     model.eval()
@@ -117,7 +126,7 @@ def pair_logps(model, pairs: Sequence[EncodedPair], pad_id: int, batch_size: int
             b = pairs[s:s + batch_size]
             for out, key in ((chosen, "chosen"), (rejected, "rejected")):
                 t = [x.to(device) for x in _batch([(p.prompt, getattr(p, key)) for p in b], pad_id)]
-                out.extend(sequence_logps(model, *t).cpu().tolist())
+                out.extend(sequence_logps(model, *t, response_only=response_only).cpu().tolist())
     return np.array(chosen), np.array(rejected)
 
 
@@ -147,12 +156,13 @@ class SCDPOTrainer(WindowedLogs):
     """HF Trainer with the SC-DPO loss (vanilla DPO with ``SCDPOLoss.vanilla()``); one forward
     over [chosen; rejected] per step."""
 
-    def __init__(self, *args, loss_weights: SCDPOLoss = SCDPOLoss(), **kwargs):
+    def __init__(self, *args, loss_weights: SCDPOLoss = SCDPOLoss(), response_logits: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
-        self.loss_weights = loss_weights
+        self.loss_weights, self.response_logits = loss_weights, response_logits
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        logps = sequence_logps(model, inputs["input_ids"], inputs["attention_mask"], inputs["response_mask"])
+        logps = sequence_logps(model, inputs["input_ids"], inputs["attention_mask"], inputs["response_mask"],
+                               self.response_logits)
         chosen, rejected = logps.chunk(2)
         loss, logs = sc_dpo_loss(chosen, rejected, inputs["ref_chosen"], inputs["ref_rejected"], self.loss_weights)
         self.record(logs)
@@ -162,11 +172,15 @@ class SCDPOTrainer(WindowedLogs):
 def make_dpo_trainer(model, tokenizer, pairs: Sequence[EncodedPair], weights: SCDPOLoss, hp: dict[str, Any],
                      out_dir: str, seed: int = 0) -> SCDPOTrainer:
     """One epoch (by default) at a constant LR after a linear warmup (paper: 2e-7, warmup 0.03 of the
-    steps the Trainer plans, whatever the number of processes)."""
+    steps the Trainer plans, whatever the number of processes). ``hp`` may set ``grad_accum``
+    (micro-batches), ``gradient_checkpointing`` and ``response_logits`` (see ``sequence_logps``)."""
+    if hp.get("gradient_checkpointing"):
+        model.gradient_checkpointing_enable()
     args = training_arguments(hp, out_dir, seed, lr_scheduler_type="constant_with_warmup", weight_decay=0.0,
                               warmup_steps=float(hp.get("warmup_ratio", 0.03)), save_strategy="no")
     return SCDPOTrainer(model=model, args=args, train_dataset=PairDataset(pairs),
-                        data_collator=collate_pairs(tokenizer.pad_token_id), loss_weights=weights)
+                        data_collator=collate_pairs(tokenizer.pad_token_id), loss_weights=weights,
+                        response_logits=hp.get("response_logits", False))
 
 
 def read_pairs(path: str | Path) -> list[dict[str, Any]]:

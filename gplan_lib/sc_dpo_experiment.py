@@ -90,20 +90,26 @@ class DPOExperiment:
         recomputes them)."""
         cache = self.work / "reference_logps.json"
         key = config_key({"base": self.base_key, "weights": weights_digest(self.base),
-                          "train_ids": ids_digest(self.train_pairs), "test_ids": ids_digest(self.test_pairs)})
+                          "train_ids": ids_digest(self.train_pairs), "test_ids": ids_digest(self.test_pairs),
+                          **({"response_only": True} if self.response_only else {})})
         ref = json.loads(cache.read_text()) if cache.is_file() else {}
         if ref.get("key") != key:
             model = load_for_training(self.base, self.tokenizer, self.model_cfg).to(default_device())
             ref = {"key": key}
             for split, pairs in (("train", self.train_pairs), ("test", self.test_pairs)):
                 c, r = pair_logps(model, pairs, self.tokenizer.pad_token_id, self.cfg["eval_batch_size"],
-                                  desc=f"reference log-probs ({split})")
+                                  desc=f"reference log-probs ({split})", response_only=self.response_only)
                 ref[split] = {"chosen": c.tolist(), "rejected": r.tolist()}
             cache.write_text(json.dumps(ref))
             del model
         for split, pairs in (("train", self.train_pairs), ("test", self.test_pairs)):
             for p, c, r in zip(pairs, ref[split]["chosen"], ref[split]["rejected"]):
                 p.ref_chosen, p.ref_rejected = c, r
+
+    @property
+    def response_only(self) -> bool:
+        """Whether log-probs take the response-only path (a per-scale training setting)."""
+        return bool(self.cfg["train"].get("response_logits", False))
 
     @property
     def ref_logp_chosen_mean(self) -> float:
@@ -149,7 +155,7 @@ class DPOExperiment:
         from transformers import AutoModelForCausalLM
         model = AutoModelForCausalLM.from_pretrained(directory).to(default_device())
         c, r = pair_logps(model, self.test_pairs, self.tokenizer.pad_token_id, self.cfg["eval_batch_size"],
-                          desc="held-out pairs")
+                          desc="held-out pairs", response_only=self.response_only)
         ref = None if weights_digest(directory) == weights_digest(self.base) else (
             np.array([p.ref_chosen for p in self.test_pairs]), np.array([p.ref_rejected for p in self.test_pairs]))
         return {**likelihood_sensitivity(c, r, self.test_records, ref),

@@ -234,3 +234,31 @@ def test_two_processes_follow_the_same_curriculum_and_lr_switch(tmp_path):
         seen[name] = (stage_of_epoch, polish, len(logs))
     assert seen["one"][:2] == seen["two"][:2] == ({1: 0, 2: 1, 3: 2}, 3)
     assert seen["two"][2] < seen["one"][2]  # each process did take fewer steps
+
+
+def test_response_only_logits_give_the_same_loss_and_gradients(corpus, tok):
+    """Issue 11: at full scale the output head runs only from the batch's first supervised token on and
+    the CE is upcast in chunks; the loss and the gradients are those of the full computation."""
+    import torch
+
+    from gplan_lib.picd import CurriculumDataset, collate, encode, logits_needed, section_loss
+    from gplan_lib.modeling import tiny_qwen3
+    from gplan_lib.prompt import PromptOptions
+    from helpers import TINY_ARCH
+    torch.manual_seed(0)
+    model = tiny_qwen3(tok, TINY_ARCH)
+    data = CurriculumDataset(encode(corpus[:4], tok, PromptOptions.named("tiny"), 1024), "picd")
+    data.set_curriculum_epoch(3)
+    batch = collate(tok.pad_token_id)([data[i] for i in range(4)])
+    ids, sections = batch["input_ids"], batch["sections"]
+    results = []
+    for response_only in (False, True):
+        model.zero_grad()
+        keep = logits_needed(sections) if response_only else ids.shape[1]
+        logits = model(input_ids=ids, attention_mask=batch["attention_mask"], logits_to_keep=keep if response_only else 0).logits
+        loss, _ = section_loss(logits, ids[:, -keep:], sections[:, -keep:], 7 if response_only else None)
+        loss.backward()
+        results.append((loss.item(), [p.grad.clone() for p in model.parameters()], logits.shape[1]))
+    (full, g_full, n_full), (part, g_part, n_part) = results
+    assert n_part < n_full and part == pytest.approx(full, rel=1e-5)
+    assert all(torch.allclose(a, b, atol=1e-6, rtol=1e-4) for a, b in zip(g_full, g_part))

@@ -170,3 +170,13 @@ def test_lora_policy_reference_is_the_adapter_disabled_base(setup):
         adapted = sequence_logps(policy, ids, att, resp).numpy()
     assert abs(adapted - base_c).max() > 1e-3
     policy.unload()  # leave the shared fixture model as it was
+
+
+def test_response_only_log_probs_equal_the_full_computation(setup):
+    model, tok, records, opts = setup
+    pairs = encode_pairs(records[:6], tok, opts)
+    ids, att, resp = _batch([(p.prompt, p.chosen) for p in pairs], tok.pad_token_id)
+    with torch.no_grad():
+        full = sequence_logps(model, ids, att, resp)
+        part = sequence_logps(model, ids, att, resp, response_only=True)
+    assert torch.allclose(full, part, rtol=1e-5, atol=1e-4)
