@@ -44,21 +44,31 @@ class EpochLog(TrainerCallback):
 def train_or_reuse(out: Path, key: str, retrain: bool, build: Callable[[str], Trainer], tokenizer,
                    card: Callable[[Trainer], dict[str, Any]]) -> list[dict[str, Any]]:
     """Reuse ``out`` if its card has ``key``; otherwise train ``build(trainer_dir)`` and save the run.
-    Returns the trainer's log history."""
-    card_path = out / MODEL_CARD
+    An interrupted run of the same key resumes from its last periodic checkpoint (written when the
+    scale sets ``save_steps``). Returns the trainer's log history."""
+    from accelerate import PartialState
+    from transformers.trainer_utils import get_last_checkpoint
+    card_path, started = out / MODEL_CARD, out / "training_key.txt"
     if card_path.is_file():
         if json.loads(card_path.read_text()).get("key") == key and not retrain:
             return json.loads((out / "log_history.json").read_text())
         if not retrain:
             raise FileExistsError(f"{out} holds a run trained with another config; pass retrain=True to replace it")
-    from accelerate import PartialState
+    resume = None
+    if not retrain and started.is_file() and started.read_text() == key and (out / "trainer").is_dir():
+        resume = get_last_checkpoint(str(out / "trainer"))
     state = PartialState()  # under torchrun / accelerate: only rank 0 touches the filesystem
-    if out.exists() and state.is_main_process:
-        shutil.rmtree(out)
+    if resume is None and state.is_main_process:
+        if out.exists():
+            shutil.rmtree(out)
+        out.mkdir(parents=True)
+        started.write_text(key)
     state.wait_for_everyone()
     trainer = build(str(out / "trainer"))
     trainer.add_callback(EpochLog(out.name))
-    trainer.train()
+    if resume and state.is_main_process:
+        print(f"[{out.name}] resuming from {resume}", flush=True)
+    trainer.train(resume_from_checkpoint=resume)
     if trainer.is_deepspeed_enabled:  # ZeRO-3 shards the weights: the Trainer gathers and saves them
         trainer.save_model(str(out))
     elif trainer.is_world_process_zero():
@@ -66,6 +76,7 @@ def train_or_reuse(out: Path, key: str, retrain: bool, build: Callable[[str], Tr
     if trainer.is_world_process_zero():
         tokenizer.save_pretrained(out)
         shutil.rmtree(out / "trainer", ignore_errors=True)
+        started.unlink(missing_ok=True)
         card_path.write_text(json.dumps({**card(trainer), "key": key}, indent=1))
         (out / "log_history.json").write_text(json.dumps(trainer.state.log_history))
     return trainer.state.log_history

@@ -262,3 +262,35 @@ def test_response_only_logits_give_the_same_loss_and_gradients(corpus, tok):
     (full, g_full, n_full), (part, g_part, n_part) = results
     assert n_part < n_full and part == pytest.approx(full, rel=1e-5)
     assert all(torch.allclose(a, b, atol=1e-6, rtol=1e-4) for a, b in zip(g_full, g_part))
+
+
+def test_an_interrupted_run_resumes_from_its_last_checkpoint(corpus, tok, tmp_path, capsys):
+    """Issue 11: periodic checkpoints and resume (train_or_reuse), and the same log as without a stop."""
+    from transformers import TrainerCallback
+
+    from gplan_lib.runs import train_or_reuse
+
+    class Stop(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step == 5:
+                raise KeyboardInterrupt
+
+    def build(stop: bool):
+        def make(trainer_dir):
+            tr = _trainer(corpus, tok, trainer_dir, epochs=3, save_steps=2)
+            if stop:
+                tr.add_callback(Stop())
+            return tr
+        return make
+
+    card = lambda tr: {"mode": "picd"}
+    whole = train_or_reuse(tmp_path / "whole", "k", False, build(False), tok, card)
+    with pytest.raises(KeyboardInterrupt):
+        train_or_reuse(tmp_path / "run", "k", False, build(True), tok, card)
+    capsys.readouterr()
+    resumed = train_or_reuse(tmp_path / "run", "k", False, build(False), tok, card)
+    out = capsys.readouterr().out
+    assert "resuming from" in out and "checkpoint-4" in out, out
+    losses = lambda h: [(l["step"], round(l["loss"], 4)) for l in h if "loss" in l and l["step"] > 4]
+    assert losses(resumed) == losses(whole)
+    assert not (tmp_path / "run" / "trainer").exists() and (tmp_path / "run" / "gplan_config.json").is_file()
