@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
+import torch
 
 from . import baselines
 from .config import load_scale, run_dirs
@@ -96,7 +97,11 @@ class Suite:
         self._students: dict[str, StudentPlanner] = {}
 
     def student(self, name: str) -> StudentPlanner:
+        """A saved student, loaded on first use; one is kept in memory at a time (at 4B each is ~16 GB)."""
         if name not in self._students:
+            self._students.clear()
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
             self._students[name] = StudentPlanner(self.work / STUDENTS[name])
         return self._students[name]
 
