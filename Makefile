@@ -18,7 +18,7 @@ endif
 BIN     = $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: run test setup bench clean-runs seeds regimes
+.PHONY: run test setup bench clean-runs seeds regimes gpu-check
 
 setup: $(STAMP)
 
@@ -51,6 +51,11 @@ seeds: setup
 regimes: setup
 	$(BIN)/gplan synth --scale $(SCALE)
 	$(BIN)/python -m gplan_lib.regimes --scale $(SCALE)
+
+# What only a GPU can show: PICD and SC-DPO steps (full-scale settings) and decoding at the Qwen3-1.7B/4B
+# shapes, random weights, no hub; writes results/gpu-check/<gpu>.json. Without a GPU it says so, exit 0.
+gpu-check: setup
+	$(BIN)/python -m gplan_lib.gpu_check
 
 bench: setup
 	$(BIN)/python benchmarks/synth_throughput.py --n 100000

@@ -127,3 +127,28 @@ def test_mixed_precision_moves_weights_like_fp32(base_dir, rows, tmp_path):
     print(f"weights moved: fp32 {fp32:.3f}, mixed {mixed:.3f}, bf16 weights {bf16_weights:.3f}")
     assert fp32 > 0.9 and abs(mixed - fp32) < 0.02, (fp32, mixed)
     assert bf16_weights < 0.5 * fp32, bf16_weights
+
+
+def test_gpu_check_without_a_gpu_says_so_and_its_steps_run_at_a_tiny_shape(tmp_path, capsys):
+    """Issue 11: `make gpu-check` exits 0 without a GPU; the code it runs there works end to end here
+    (PICD and SC-DPO steps with the full scales' settings, decoding) at a tiny shape on the CPU."""
+    from gplan_lib import gpu_check
+    from gplan_lib.config import load_scale
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present: `make gpu-check` is the check")
+    assert gpu_check.main([]) == 0 and "no CUDA device" in capsys.readouterr().out
+    from gplan_lib.prompt import PromptOptions
+    opts = PromptOptions.named("released")
+    rows = gpu_check._rows(12)
+    tok = train_tokenizer([m["content"] for r in rows for m in build_messages(r, opts)] + [r["raw_labels"] for r in rows],
+                          vocab_size=600)
+    shape = {**TINY_ARCH, "vocab_size": len(tok) + 40}
+    shape.pop("max_position_embeddings")
+    full = load_scale("full-4b")
+    picd = {**full["picd"]["train"], "batch_size": 2, "bf16": False}
+    dpo = {**full["sc_dpo"]["train"], "batch_size": 1, "grad_accum": 2, "bf16": False, "lr": 1e-3}
+    out = gpu_check.check_shape(shape, tok, picd, dpo, str(tmp_path), "cpu", steps=2, prompt_tokens=64,
+                                new_tokens={"Direct-SFT": 5, "PICD": 8})
+    assert out["picd"]["steps"] == 2 and out["sc_dpo"]["steps"] == 2
+    assert out["picd"]["weights_moved"] > 0.5 and out["sc_dpo"]["weights_moved"] > 0.5, out
+    assert out["decoding"]["PICD"]["tokens_per_s"] > 0
