@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 
 from .data import GsisrRow
 from .intents import TOOL_KEY, TOOLS, MUTUAL_EXCLUSION, Plan
+from .modeling import default_device
 from .situation import situation_of
 
 PAD, UNK, SEP, EOS, MASK, BOS = "<pad>", "<unk>", "<sep>", "<eos>", "<mask>", "<bos>"
@@ -148,7 +149,7 @@ class NextIntentModel(nn.Module):
         self.steps = reasoning_steps if kind == "rearec" else 0
         self.encoder = Encoder(len(vocab), arch)
         self.reason_pos = nn.Embedding(max(self.steps, 1), arch["hidden_size"])
-        self.items = torch.tensor(vocab.encode([*TOOL_NAMES, EOS]))
+        self.register_buffer("items", torch.tensor(vocab.encode([*TOOL_NAMES, EOS])), persistent=False)
 
     def inputs(self, context: list[str], prefix: Sequence[str]) -> list[int]:
         tail = [MASK] if self.kind == "bert4rec" else []
@@ -160,14 +161,15 @@ class NextIntentModel(nn.Module):
         x = self.encoder.tok(ids)
         last = (~pad).sum(1) - 1
         h = self.encoder(x, pad, self.causal)
-        state = h[torch.arange(len(ids)), last]
+        rows = torch.arange(len(ids), device=ids.device)
+        state = h[rows, last]
         for k in range(self.steps):  # ReaRec: feed the last hidden state back as the next input
             x = torch.cat([x, torch.zeros_like(x[:, :1])], 1)
             pad = torch.cat([pad, torch.ones_like(pad[:, :1])], 1)
             last = last + 1
-            x[torch.arange(len(ids)), last] = state + self.reason_pos.weight[k]
-            pad[torch.arange(len(ids)), last] = False
-            state = self.encoder(x, pad, True)[torch.arange(len(ids)), last]
+            x[rows, last] = state + self.reason_pos.weight[k]
+            pad[rows, last] = False
+            state = self.encoder(x, pad, True)[rows, last]
         return state @ self.encoder.tok.weight[self.items].T
 
     def examples(self, rows: Sequence[GsisrRow], rng: random.Random, mask_p: float = 0.2
@@ -190,7 +192,7 @@ class NextIntentModel(nn.Module):
         """Greedy next-intent decoding until <eos> (or ``MAX_STEPS`` intents)."""
         ctx, tools = context_tokens(row, self.features), []
         for _ in range(MAX_STEPS):
-            best = int(self(torch.tensor([self.inputs(ctx, tools)])).argmax(-1))
+            best = int(self(torch.tensor([self.inputs(ctx, tools)], device=self.items.device)).argmax(-1))
             if best == len(TOOL_NAMES):
                 break
             tools.append(TOOL_NAMES[best])
@@ -278,12 +280,13 @@ class Seq2SeqModel(nn.Module):
     @torch.no_grad()
     def decode(self, src: list[int], max_len: int, allowed: Callable[[list[str]], list[str]] | None = None) -> list[str]:
         """Greedy decoding; the source is encoded once, not once per generated token."""
-        source = torch.tensor([src])
+        device = self.tok.weight.device
+        source = torch.tensor([src], device=device)
         memory, out = self.encode(source), [self.vocab.stoi[BOS]]
         for _ in range(max_len):
-            logits = self.logits(memory, source, torch.tensor([out]))[0, -1]
+            logits = self.logits(memory, source, torch.tensor([out], device=device))[0, -1]
             if allowed is not None:
-                keep = torch.tensor(self.vocab.encode(allowed([self.vocab.itos[i] for i in out[1:]])))
+                keep = torch.tensor(self.vocab.encode(allowed([self.vocab.itos[i] for i in out[1:]])), device=device)
                 logits = torch.full_like(logits, -torch.inf).index_copy(0, keep, logits[keep])
             nxt = int(logits.argmax())
             if self.vocab.itos[nxt] == EOS:
@@ -374,14 +377,14 @@ def train_baseline(name: str, rows: Sequence[GsisrRow], arch: dict[str, Any], tr
     """Train one Table 1 baseline on labelled rows, seeing the context as ``features`` (see
     ``FEATURES``); returns (model with ``predict(row)``, mean loss per epoch)."""
     torch.manual_seed(seed)
-    rng = random.Random(seed)
+    rng, device = random.Random(seed), default_device()
     ce = nn.CrossEntropyLoss(ignore_index=-100)
     if name in ("SASRec", "BERT4Rec", "ReaRec"):
         vocab = Vocab([context_tokens(r, features) for r in rows], extra=TOOL_NAMES)
         model = NextIntentModel(name.lower(), vocab, arch, train.get("reasoning_steps", 2), features)
         fixed = None if name == "BERT4Rec" else model.examples(rows, rng)  # only cloze masks change per epoch
         data = lambda epoch: _batches(fixed or model.examples(rows, random.Random(seed + epoch)), train["batch_size"], rng)
-        loss_of = lambda b: ce(model(_pad([x for x, _ in b])), torch.tensor([y for _, y in b]))
+        loss_of = lambda b: ce(model(_pad([x for x, _ in b]).to(device)), torch.tensor([y for _, y in b], device=device))
     elif name in ("P5", "TIGER"):
         codes = semantic_ids([r.plan for r in rows], seed=seed) if name == "TIGER" else None
         targets = (p5_target(TOOL_NAMES) if name == "P5" else [c for cs in codes.values() for c in cs])
@@ -390,13 +393,14 @@ def train_baseline(name: str, rows: Sequence[GsisrRow], arch: dict[str, Any], tr
         examples = model.examples(rows)
 
         def loss_of(b):
-            tgt = _pad([y for _, y in b])
-            logits = model.model(_pad([x for x, _ in b]), tgt[:, :-1])
+            tgt = _pad([y for _, y in b]).to(device)
+            logits = model.model(_pad([x for x, _ in b]).to(device), tgt[:, :-1])
             gold = tgt[:, 1:].masked_fill(tgt[:, 1:] == 0, -100)
             return ce(logits.reshape(-1, logits.shape[-1]), gold.reshape(-1))
         data = lambda epoch: _batches(examples, train["batch_size"], rng)
     else:
         raise ValueError(f"unknown baseline {name!r}; choose one of {BASELINES}")
     net = model if isinstance(model, nn.Module) else model.model
+    net.to(device)
     history = _fit(net, data, loss_of, train["epochs"], train["lr"], desc=name)
     return model, history
