@@ -317,7 +317,7 @@ def make_trainer(model, tokenizer, samples: Sequence[EncodedSample], mode: Mode,
     b_star = hp.get("b_star") or b_star_of(samples)
     args = training_arguments(hp, out_dir, seed, weight_decay=hp.get("weight_decay", 0.01),
                               save_strategy="steps" if hp.get("save_steps") else "no",
-                              save_steps=hp.get("save_steps") or 500, save_total_limit=hp.get("save_total_limit", 2))
+                              save_steps=hp.get("save_steps") or 500, save_total_limit=hp.get("save_total_limit"))
     return PICDTrainer(model=model, args=args, train_dataset=dataset, data_collator=collate(tokenizer.pad_token_id),
                        callbacks=[CurriculumCallback(dataset)], schedule=schedule, b_star=b_star,
                        polish_ratio=hp["polish_lr"] / hp["lr"], warmup_ratio=hp.get("warmup_ratio", 0.01),
