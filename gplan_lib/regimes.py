@@ -201,6 +201,10 @@ def plot_regimes(results: dict[str, Any], path: str | Path | None = None):
     a.set_title("PICD Acc@1 (orange CALR, blue cosine; 95% CI; one seed)")
     dpo = results.get("dpo", {})
     keys = list(dpo)
+    if len(keys) < 2:  # only the base was scored: the variants have not run
+        b.text(0.5, 0.5, "DPO variants not run yet (`make regimes` runs them)", ha="center", transform=b.transAxes)
+        b.set_axis_off()
+        return save_figure(fig, path)
     x = np.arange(len(keys))
     b.bar(x - 0.2, [dpo[k]["double_difference_positive"] for k in keys], 0.4, label="DD > 0 (share of pairs)")
     b.bar(x + 0.2, [dpo[k]["acc1"] for k in keys], 0.4, label="Acc@1")
