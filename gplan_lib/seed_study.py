@@ -42,12 +42,13 @@ def seed_file(scale: str, seed: int) -> Path:
 
 
 def seed_key(scale: str, seed: int) -> str:
-    """What a stored seed result depends on: the scale's config, the dataset and the seed."""
+    """What a stored seed result depends on: the scale's synthesis, PICD and SC-DPO settings, the
+    dataset and the seed (not, say, the regime study's settings)."""
     from .config import load_scale, run_dirs
     from .runs import config_key
     manifest = run_dirs(scale).data / "manifest.json"
-    return config_key({"cfg": load_scale(scale), "seed": seed,
-                       "data": manifest.read_text() if manifest.is_file() else None})
+    cfg = {k: load_scale(scale)[k] for k in ("synth", "picd", "sc_dpo")}
+    return config_key({"cfg": cfg, "seed": seed, "data": manifest.read_text() if manifest.is_file() else None})
 
 
 def stored(scale: str, seed: int) -> dict[str, Any] | None:
