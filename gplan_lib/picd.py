@@ -209,12 +209,6 @@ def compression_profile(samples: Sequence[EncodedSample], epochs: int, mode: Mod
     return rows
 
 
-def epoch_in_progress(state) -> int:
-    """The 0-based epoch the Trainer is in (or has just finished a step of), from its own state:
-    right whatever the number of processes, the accumulation steps or a resume point."""
-    return max(0, math.ceil(round(state.epoch or 0.0, 6)) - 1)
-
-
 class CurriculumCallback(TrainerCallback):
     """Sets the dataset's 1-based curriculum epoch from the Trainer's state at every epoch start
     (also after a resume): ``state.epoch`` counts completed epochs there."""
@@ -289,9 +283,8 @@ class PICDTrainer(WindowedLogs):
         return self.lr_scheduler
 
     def log(self, logs: dict[str, float], *args, **kwargs) -> None:
-        if "loss" in logs:  # g(t): the stage the data was built at (what the dataset read), else the Trainer's epoch
-            data = self.train_dataset
-            logs["stage"] = data.epoch - 1 if isinstance(data, CurriculumDataset) else epoch_in_progress(self.state)
+        if "loss" in logs:  # g(t): the stage the curriculum dataset built this epoch's targets at
+            logs["stage"] = self.train_dataset.epoch - 1
         super().log(logs, *args, **kwargs)
 
 
@@ -300,11 +293,10 @@ def warmup_steps(total_steps: int, ratio: float) -> int:
     return max(1, math.ceil(ratio * total_steps))
 
 
-def steps_per_epoch(n_samples: int, batch_size: int, grad_accum: int = 1, processes: int = 1) -> int:
-    """Optimizer steps per epoch as the HF Trainer plans them on ``processes`` data-parallel ranks
-    (each rank's last partial batch kept; a partial accumulation window still steps). For planning
-    and plots: training reads the count from the Trainer itself."""
-    return max(1, math.ceil(math.ceil(n_samples / processes) / batch_size / grad_accum))
+def steps_per_epoch(n_samples: int, batch_size: int, grad_accum: int = 1) -> int:
+    """Optimizer steps per epoch as the HF Trainer plans them in one process (last partial batch kept;
+    a partial accumulation window still steps). For plots: training reads the count from the Trainer."""
+    return max(1, math.ceil(n_samples / batch_size / grad_accum))
 
 
 def make_trainer(model, tokenizer, samples: Sequence[EncodedSample], mode: Mode, schedule: Schedule,

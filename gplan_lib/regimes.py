@@ -27,14 +27,14 @@ import torch
 from tqdm.auto import tqdm
 
 from .config import load_scale, run_dirs
-from .modeling import chat_prompt, default_device, load_for_training, save
+from .modeling import chat_prompt, load_for_training, save
 from .paths import REPO
 from .picd import right_pad, training_arguments, warmup_steps
 from .picd_experiment import RUNS, Experiment, Run, evaluate_student
 from .prompt import build_messages
 from .runs import config_key
-from .sc_dpo import encode_pairs, pair_logps, read_pairs
-from .sc_dpo_experiment import DPOExperiment, likelihood_sensitivity
+from .sc_dpo import encode_pairs, read_pairs
+from .sc_dpo_experiment import DPOExperiment, likelihood_sensitivity, saved_pair_logps
 from .world import simulate_row
 
 METRICS = ("acc1", "ndcg3", "nes", "validity", "latent_valid")
@@ -104,9 +104,8 @@ class RegimeStudy:
         self.out_path.write_text(json.dumps(self.results, indent=1))
 
     def _dd(self, directory: Path) -> dict[str, Any]:
-        from transformers import AutoModelForCausalLM
-        c, r = pair_logps(AutoModelForCausalLM.from_pretrained(directory).to(default_device()), self.test_pairs,
-                          self.scratch.tokenizer.pad_token_id, self.cfg["sc_dpo"]["eval_batch_size"], desc="held-out pairs")
+        c, r = saved_pair_logps(directory, self.test_pairs, self.scratch.tokenizer.pad_token_id,
+                                self.cfg["sc_dpo"]["eval_batch_size"])
         return likelihood_sensitivity(c, r, self.test_records)
 
     def _picd_entry(self, exp: Experiment, run: Run, start: str, lr: float) -> dict[str, Any]:

@@ -66,6 +66,14 @@ def likelihood_sensitivity(chosen: np.ndarray, rejected: np.ndarray, records: Se
             "dd_pairs": int(dd.size)}
 
 
+def saved_pair_logps(directory: str | Path, pairs: Sequence[EncodedPair], pad_id: int, batch_size: int,
+                     response_only: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """log pi(y+|x) and log pi(y-|x) of every pair under the student saved in ``directory``."""
+    from transformers import AutoModelForCausalLM
+    model = AutoModelForCausalLM.from_pretrained(directory).to(default_device())
+    return pair_logps(model, pairs, pad_id, batch_size, desc="held-out pairs", response_only=response_only)
+
+
 class DPOExperiment:
     """SC-DPO and vanilla DPO from one PICD checkpoint, on the pairs of a synthetic dataset."""
 
@@ -82,6 +90,7 @@ class DPOExperiment:
         self.tokenizer = AutoTokenizer.from_pretrained(self.base)
         self.train_pairs = encode_pairs(self.train_records, self.tokenizer, self.options)
         self.test_pairs = encode_pairs(self.test_records, self.tokenizer, self.options)
+        self.base_digest = weights_digest(self.base)  # read once: the cache key and the sensitivity both need it
         self._reference()
 
     def _reference(self) -> None:
@@ -89,7 +98,7 @@ class DPOExperiment:
         and cached under a key of the encoded ids and the reference weights (a change of either
         recomputes them)."""
         cache = self.work / "reference_logps.json"
-        key = config_key({"base": self.base_key, "weights": weights_digest(self.base),
+        key = config_key({"base": self.base_key, "weights": self.base_digest,
                           "train_ids": ids_digest(self.train_pairs), "test_ids": ids_digest(self.test_pairs),
                           **({"response_only": True} if self.response_only else {})})
         ref = json.loads(cache.read_text()) if cache.is_file() else {}
@@ -152,11 +161,9 @@ class DPOExperiment:
     def sensitivity(self, directory: str | Path, generate: bool = True) -> dict[str, Any]:
         """Context sensitivity of a saved student on the held-out pairs (see the module docstring);
         ``generate=False`` leaves out the flip rate, the one measure that decodes."""
-        from transformers import AutoModelForCausalLM
-        model = AutoModelForCausalLM.from_pretrained(directory).to(default_device())
-        c, r = pair_logps(model, self.test_pairs, self.tokenizer.pad_token_id, self.cfg["eval_batch_size"],
-                          desc="held-out pairs", response_only=self.response_only)
-        ref = None if weights_digest(directory) == weights_digest(self.base) else (
+        c, r = saved_pair_logps(directory, self.test_pairs, self.tokenizer.pad_token_id, self.cfg["eval_batch_size"],
+                                self.response_only)
+        ref = None if weights_digest(directory) == self.base_digest else (
             np.array([p.ref_chosen for p in self.test_pairs]), np.array([p.ref_rejected for p in self.test_pairs]))
         return {**likelihood_sensitivity(c, r, self.test_records, ref),
                 **(self.flip_rate(directory) if generate else {})}
