@@ -18,7 +18,7 @@ endif
 BIN     = $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: run test setup bench clean-runs seeds regimes gpu-check
+.PHONY: run test setup bench clean-runs seeds regimes gpu-check publish lab-test
 
 setup: $(STAMP)
 
@@ -37,10 +37,21 @@ run: setup
 	    runs/$(SCALE)/$$(basename $$nb) || exit 1; \
 	  echo "   executed notebook: runs/$(SCALE)/$$(basename $$nb)"; \
 	done
-	@echo "figures: figures/$(SCALE)/   results: results/$(SCALE)/   executed notebooks: runs/$(SCALE)/"
+	@echo "executed notebooks: runs/$(SCALE)/   figures: runs/$(SCALE)/figures/   results: runs/$(SCALE)/results/"
+	@echo "(make publish SCALE=$(SCALE) copies results and figures over the committed results/$(SCALE)/ and figures/$(SCALE)/)"
 
 test: setup
-	GPLAN_SCALE=ci $(BIN)/python -m pytest --nbval-lax tests $(NOTEBOOKS)
+	GPLAN_SCALE=ci $(BIN)/python -m pytest --nbval-lax --ignore=tests/browser tests $(NOTEBOOKS)
+
+# The reader's path in a browser: JupyterLab on 127.0.0.1, each notebook run with Run All at the ci scale in
+# headless Chromium (Debian's chromium + chromium-driver + fonts-noto-cjk, installed when missing and root),
+# as a user without the released rows; screenshots in runs/lab-test/. CI runs it after `make test`.
+lab-test: setup
+	$(BIN)/python -m pytest -v tests/browser
+
+# The committed results/<scale>/ and figures/<scale>/ (what the README shows) from runs/<scale>/.
+publish: setup
+	$(BIN)/gplan publish --scale $(SCALE)
 
 # Tables 3-4 over training seeds 0-2 (results/$(SCALE)/seeds.json; seed 0 = the notebooks' runs), and the
 # regime study (results/$(SCALE)/regimes.json). Each about 1.5 h at the cpu scale on 2 cores.

@@ -15,6 +15,7 @@ from typing import Any, Callable, Sequence
 
 from .data import RowError, read_gsisr_csv
 from .metrics import aggregate, score_sample
+from .paths import REPO
 from .planners import planner, predict, write_predictions
 from .rationalize import rationalize_csv
 from .rule_filter import report_csv
@@ -167,7 +168,6 @@ def cmd_predict(args) -> int:
 
 def cmd_train(args) -> int:
     from .config import load_scale, run_dirs  # torch/transformers only when training
-    from .paths import REPO
     from .picd_experiment import RUNS, Experiment
     runs = {r.slug: r for r in RUNS}
     if args.run not in runs:
@@ -183,6 +183,13 @@ def cmd_train(args) -> int:
 
 def cmd_rationalize(args) -> int:
     print(json.dumps(rationalize_csv(args.src, args.dst, overwrite=args.overwrite)))
+    return EXIT_OK
+
+
+def cmd_publish(args) -> int:
+    from .config import publish
+    changed = publish(args.scale)
+    print("\n".join(f"updated {p.relative_to(REPO)}" for p in changed) or "nothing changed: the committed results match")
     return EXIT_OK
 
 
@@ -257,6 +264,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--deepspeed", help="DeepSpeed config, e.g. configs/ds_zero3.json")
     p.add_argument("--out", help="the run's folder (default: checkpoints/<scale>/<run>)")
     p.add_argument("--retrain", action="store_true")
+    p = command("publish", cmd_publish, "copy runs/<scale>/results and figures over the committed results/<scale>/ and "
+                                        "figures/<scale>/ (what the README shows)")
+    p.add_argument("--scale", required=True)
     p = command("rationalize", cmd_rationalize, "add structured reasoning to JSON-only labels")
     p.add_argument("src")
     p.add_argument("dst")

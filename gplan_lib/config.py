@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from .paths import DATA, FIGURES, REPO, RESULTS
+from .paths import DATA, FIGURES, REPO, RESULTS, RUNS
 
 SCALES_FILE = REPO / "configs" / "scales.yaml"
 
@@ -32,9 +32,21 @@ def load_scale(scale: str) -> dict[str, Any]:
     return _scales()[scale]
 
 
+def announce(scale: str, notebook: str):
+    """What the scale is for, what this notebook costs at it and what its numbers can mean (Markdown for
+    the first cell's output); every scale's ``about`` entry in configs/scales.yaml."""
+    from IPython.display import Markdown
+
+    about = load_scale(scale)["about"]
+    others = ", ".join(f"`{s}`" for s in scale_names() if s != scale)
+    return Markdown(f"**Scale `{scale}`**: {about['purpose']}. **This notebook**: about {about['time'][notebook]}. "
+                    f"**Its numbers**: {about['numbers']}. (Other scales: {others}; set `scale` in the parameters "
+                    f"cell or `GPLAN_SCALE` before starting JupyterLab.)")
+
+
 @dataclass(frozen=True)
 class RunDirs:
-    """Output folders of one scale: results/<scale>/, figures/<scale>/ and data/synth/<scale>/."""
+    """Output folders of one scale: where results and figures go, and data/synth/<scale>/."""
 
     results: Path
     figures: Path
@@ -42,12 +54,38 @@ class RunDirs:
 
 
 def run_dirs(scale: str) -> RunDirs:
-    """Create and return the output folders of ``scale``."""
+    """Create and return the folders a notebook writes at ``scale``: runs/<scale>/results/ and
+    runs/<scale>/figures/ (ignored by git, so running a notebook never changes a committed file) and
+    data/synth/<scale>/. `gplan publish` copies results and figures over the committed ones."""
+    load_scale(scale)
+    dirs = RunDirs(RUNS / scale / "results", RUNS / scale / "figures", DATA / "synth" / scale)
+    for d in (dirs.results, dirs.figures, dirs.data):
+        d.mkdir(parents=True, exist_ok=True)
+    return dirs
+
+
+def published_dirs(scale: str) -> RunDirs:
+    """The committed results/<scale>/ and figures/<scale>/ that the README shows: written by `gplan publish`
+    and by the studies a user starts by name (`make seeds`, `make regimes`)."""
     load_scale(scale)
     dirs = RunDirs(RESULTS / scale, FIGURES / scale, DATA / "synth" / scale)
     for d in (dirs.results, dirs.figures, dirs.data):
         d.mkdir(parents=True, exist_ok=True)
     return dirs
+
+
+def publish(scale: str) -> list[Path]:
+    """Copy the results and figures of runs/<scale>/ over results/<scale>/ and figures/<scale>/; returns
+    the files whose content changed (`git diff` then shows what a rerun moved)."""
+    src, dst = run_dirs(scale), published_dirs(scale)
+    changed = []
+    for a, b in ((src.results, dst.results), (src.figures, dst.figures)):
+        for f in sorted(a.iterdir()):
+            target = b / f.name
+            if f.is_file() and (not target.is_file() or target.read_bytes() != f.read_bytes()):
+                target.write_bytes(f.read_bytes())
+                changed.append(target)
+    return changed
 
 
 def stored_study(name: str, scale: str = "cpu") -> dict[str, Any] | None:

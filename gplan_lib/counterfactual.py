@@ -162,3 +162,22 @@ def describe_pair(rec_x: dict, rec_xp: dict) -> tuple[dict[str, tuple[str, str]]
     plans = {"plan matched to x": parse_output(rec_x["chosen"]).plan, "plan matched to x'": parse_output(rec_xp["chosen"]).plan}
     n = max(len(p) for p in plans.values())
     return changed, {k: [describe_intent(a) for a in p] + [""] * (n - len(p)) for k, p in plans.items()}
+
+
+def pair_view(rec_x: dict, rec_xp: dict):
+    """A counterfactual pair side by side (HTML): what changed from x to x', then both matched plans
+    position by position, the positions where they differ highlighted; no text is cut."""
+    from html import escape
+
+    from IPython.display import HTML
+
+    changed, plans = describe_pair(rec_x, rec_xp)
+    cells = "; ".join(f"<code>{escape(k)}</code>: {escape(a)} &rarr; {escape(b)}" for k, (a, b) in changed.items())
+    left, right = plans["plan matched to x"], plans["plan matched to x'"]
+    mark = "background:#ffe08a"
+    rows = "".join(
+        f"<tr><td>{i + 1}</td><td style='{mark if a != b else ''}'>{escape(a)}</td>"
+        f"<td style='{mark if a != b else ''}'>{escape(b)}</td></tr>" for i, (a, b) in enumerate(zip(left, right)))
+    return HTML(f"<p><b>{escape(rec_x['perturbation'])}</b>: {cells}</p>"
+                "<table><tr><th>#</th><th>plan matched to x</th><th>plan matched to x'</th></tr>"
+                f"{rows}</table><p style='font-size:85%'>highlighted: the positions where the plans differ</p>")

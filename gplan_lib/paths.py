@@ -16,9 +16,11 @@ def released_csv() -> Path | None:
     """The released rows to explore or evaluate on, or None when none are present.
 
     Order: $GPLAN_GSISR, data/gsisr/test.csv, any other CSV in data/gsisr, then the development
-    calibration file beside the checkout.
+    calibration file beside the checkout. ``GPLAN_GSISR=none`` runs as a user without them.
     """
     env = os.environ.get("GPLAN_GSISR")
+    if env == "none":
+        return None
     if env:
         if not Path(env).is_file():
             raise FileNotFoundError(f"GPLAN_GSISR={env} is not a file")
@@ -31,3 +33,9 @@ HOW_TO_GET_RELEASED = f"""No released GSISR rows found. To explore and evaluate 
   2. save it as {GSISR_DIR / 'test.csv'} (git-ignored: released rows are never committed),
      or point $GPLAN_GSISR at it.
 The notebooks still run without it; the cells that need the released rows say so and skip."""
+
+
+def skipped(what: str) -> str:
+    """What a notebook cell prints instead of ``what`` when the released rows are absent."""
+    return (f"Skipped: {what} needs the released GSISR rows, and none were found. Save the paper's "
+            f"data_process/dataset/test.csv as {GSISR_DIR / 'test.csv'} (or point $GPLAN_GSISR at it) and rerun.")

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .config import load_scale, run_dirs
+from .config import load_scale, published_dirs
 from .modeling import chat_prompt, load_for_training, save
 from .paths import REPO
 from .picd import right_pad, training_arguments, warmup_steps
@@ -88,7 +88,7 @@ class RegimeStudy:
 
     def __init__(self, scale: str, seed: int = 0):
         self.scale, self.seed = scale, seed
-        self.cfg, self.dirs = load_scale(scale), run_dirs(scale)
+        self.cfg, self.dirs = load_scale(scale), published_dirs(scale)
         if "regimes" not in self.cfg:
             raise ValueError(f"scale {scale!r} defines no regime study (a `regimes:` entry in configs/scales.yaml)")
         self.rcfg = self.cfg["regimes"]

@@ -60,25 +60,36 @@ def load_seeds(dataset_dir: str | Path) -> list[dict[str, Any]]:
     return out
 
 
+def effective(seed: dict[str, Any], store: ReviewStore) -> dict[str, Any]:
+    """The seed as the decisions make it: an edited seed carries its new plan and matching reasoning."""
+    entry = store.decisions.get(seed["id"], {})
+    if entry.get("decision") != "edit":
+        return seed
+    return {**seed, "plan": entry["plan"], "reasoning": explain(GsisrRow(seed["row"]), entry["plan"]).reasoning()}
+
+
 def review_panel(seeds: list[dict[str, Any]], store: ReviewStore):
-    """An ipywidgets panel: one seed at a time, its context, reasoning and plan; accept, reject or edit."""
+    """An ipywidgets panel over the raw seeds (``read_seeds``): one at a time, its context, reasoning and
+    plan as the decisions so far make them; accept, reject or edit. A rejected edit stays in the box with
+    the rule it broke, so it can be corrected."""
     import ipywidgets as w
 
     state = {"i": 0}
-    header, body = w.HTML(), w.HTML()
+    header, body, count, status = w.HTML(), w.HTML(), w.HTML(), w.HTML()
     editor = w.Textarea(layout=w.Layout(width="100%", height="90px"))
-    status = w.HTML()
     buttons = {name: w.Button(description=name) for name in ("◀ prev", "accept", "reject", "save edit", "next ▶")}
 
-    def show() -> None:
-        seed = seeds[state["i"]]
+    def show(keep_editor: bool = False) -> None:
+        seed = effective(seeds[state["i"]], store)
         row = GsisrRow(seed["row"])
         decision = store.decisions.get(seed["id"], {}).get("decision", "not reviewed")
-        header.value = (f"<b>seed {state['i'] + 1}/{len(seeds)}</b> id={seed['id']} · {decision} · "
+        header.value = (f"<b>seed {state['i'] + 1}/{len(seeds)}</b> id={seed['id']} · <b>{decision}</b> · "
                         f"{row['trigger_1']} order · {row['currenttime']} · at {row['current_tag']} in {row['current_city']}")
         steps = "".join(f"<li>{describe_intent(a)}</li>" for a in seed["plan"])
         body.value = f"<p style='font-size:90%'>{seed['reasoning']}</p><ol>{steps}</ol>"
-        editor.value = dumps_plan(seed["plan"])
+        count.value = f"{len(store.decisions)} decisions recorded in {store.path.name}"
+        if not keep_editor:
+            editor.value = dumps_plan(seed["plan"])
 
     def act(name: str):
         def handler(_):
@@ -91,12 +102,13 @@ def review_panel(seeds: list[dict[str, Any]], store: ReviewStore):
                 else:
                     state["i"] = (state["i"] + (1 if name == "next ▶" else -1)) % len(seeds)
                 status.value = f"saved to {store.path}" if name not in ("◀ prev", "next ▶") else ""
+                show()
             except ValueError as exc:
-                status.value = f"<span style='color:#b00'>{exc}</span>"
-            show()
+                status.value = f"<span style='color:#b00'>not saved: {exc}</span>"
+                show(keep_editor=True)
         return handler
 
     for name, b in buttons.items():
         b.on_click(act(name))
     show()
-    return w.VBox([header, body, editor, w.HBox(list(buttons.values())), status])
+    return w.VBox([header, body, editor, w.HBox(list(buttons.values())), status, count])

@@ -11,7 +11,9 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from tqdm.auto import tqdm
 from transformers import Trainer, TrainerCallback
+from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from .generation import MODEL_CARD
 from .modeling import merged, save
@@ -41,6 +43,39 @@ class EpochLog(TrainerCallback):
                   f"{state.max_steps}, loss {float(loss):.4f}, {time.perf_counter() - self.start:.0f} s", flush=True)
 
 
+class RunProgress(TrainerCallback):
+    """One progress bar per run, named after it, with the last logged loss (replaces the Trainer's
+    unnamed bar and, where bars are off, its raw log dictionaries; EpochLog still prints each epoch)."""
+
+    def __init__(self, name: str, bar: bool):
+        self.name, self.bar, self.pbar = name, bar, None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if self.bar and state.is_world_process_zero:
+            self.pbar = tqdm(total=state.max_steps, desc=f"training {self.name}", unit="step")
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.pbar is not None:
+            self.pbar.update(state.global_step - self.pbar.n)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if self.pbar is not None and logs and "loss" in logs:
+            self.pbar.set_postfix(loss=f"{float(logs['loss']):.3f}", epoch=f"{state.epoch:.1f}")
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self.pbar is not None:
+            self.pbar.close()
+            self.pbar = None
+
+
+def label_progress(trainer: Trainer, name: str) -> None:
+    """Name the run in the progress a trainer shows (a bar per run, or per-epoch lines when bars are off)."""
+    trainer.remove_callback(ProgressCallback)
+    trainer.remove_callback(PrinterCallback)
+    trainer.add_callback(RunProgress(name, bar=not trainer.args.disable_tqdm))
+    trainer.add_callback(EpochLog(name))
+
+
 def train_or_reuse(out: Path, key: str, retrain: bool, build: Callable[[str], Trainer], tokenizer,
                    card: Callable[[Trainer], dict[str, Any]]) -> list[dict[str, Any]]:
     """Reuse ``out`` if its card has ``key``; otherwise train ``build(trainer_dir)`` and save the run.
@@ -65,7 +100,7 @@ def train_or_reuse(out: Path, key: str, retrain: bool, build: Callable[[str], Tr
         started.write_text(key)
     state.wait_for_everyone()
     trainer = build(str(out / "trainer"))
-    trainer.add_callback(EpochLog(out.name))
+    label_progress(trainer, out.name)
     if resume and state.is_main_process:
         print(f"[{out.name}] resuming from {resume}", flush=True)
     trainer.train(resume_from_checkpoint=resume)

@@ -190,8 +190,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         for s in todo:
             run_seed(args.scale, s)
-    from .config import run_dirs
-    dirs = run_dirs(args.scale)
+    from .config import published_dirs
+    dirs = published_dirs(args.scale)
     summary = summarise([stored(args.scale, s) or run_seed(args.scale, s) for s in args.seeds])
     (dirs.results / "seeds.json").write_text(json.dumps(summary, indent=1))
     plot_seeds(summary, dirs.figures / "seeds.png")

@@ -16,6 +16,7 @@ from .data import GsisrRow
 from .intents import END, RANGE, START, TAG, TOOL_KEY, Intent, Plan
 from .reasoning import Demonstration, explain
 from .situation import Situation, situation_of
+from .world import simulate_row
 
 HERE, ORDER_DEST = "当前位置", "订单目的地"
 RANGE_FOR = {"美食": "附近", "景点": "全城", "休闲娱乐": "商圈", "购物": "商圈", "酒店": "全城", "加油站": "附近",
@@ -118,3 +119,11 @@ class ExpertTeacher:
         else:
             tail = [simple("tool_9")]
         return steps + tail
+
+
+def simulated_examples(n: int, seed: int = 0, temperature: float = 1.0) -> list[GsisrRow]:
+    """``n`` rows of the simulated world labelled by the offline teacher (reasoning and plan in
+    ``raw_labels``): what notebook 00 shows, said as such, when no released rows are present."""
+    teacher, rng = ExpertTeacher(temperature), random.Random(seed)
+    return [row.replace(raw_labels=teacher.demonstrate(row, rng).label())
+            for row in (simulate_row(seed, i) for i in range(n))]

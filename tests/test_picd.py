@@ -294,3 +294,20 @@ def test_an_interrupted_run_resumes_from_its_last_checkpoint(corpus, tok, tmp_pa
     losses = lambda h: [(l["step"], round(l["loss"], 4)) for l in h if "loss" in l and l["step"] > 4]
     assert losses(resumed) == losses(whole)
     assert not (tmp_path / "run" / "trainer").exists() and (tmp_path / "run" / "gplan_config.json").is_file()
+
+
+@pytest.mark.parametrize("bars", [False, True])
+def test_training_progress_names_the_run(corpus, tok, tmp_path, capsys, bars):
+    """Issue 13: a reader sees which run trains - a named bar, or named epoch lines; never raw log dicts."""
+    from gplan_lib.runs import train_or_reuse
+
+    def make(trainer_dir):
+        tr = _trainer(corpus, tok, trainer_dir, epochs=2)
+        tr.args.disable_tqdm = not bars
+        return tr
+
+    train_or_reuse(tmp_path / "picd-calr", "k", False, make, tok, lambda tr: {"mode": "picd"})
+    out, err = capsys.readouterr()
+    assert "[picd-calr] epoch 1/2" in out and "[picd-calr] epoch 2/2" in out
+    assert "{'loss'" not in out + err
+    assert ("training picd-calr" in err) == bars

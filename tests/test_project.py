@@ -40,3 +40,44 @@ def test_every_scale_configures_every_stage():
     assert dpo["train"]["lr"] == 2e-7 and dpo["loss"]["beta"] == 0.2 and dpo["loss"]["lambda_gl"] == 10.0
     with pytest.raises(ValueError, match="unknown scale 'huge'"):
         load_scale("huge")
+
+
+def test_notebooks_write_under_runs_and_publish_copies_what_changed(tmp_path, monkeypatch, capsys):
+    from gplan_lib import config
+    from gplan_lib.cli import main
+    monkeypatch.setattr(config, "RUNS", tmp_path / "runs")
+    monkeypatch.setattr(config, "RESULTS", tmp_path / "results")
+    monkeypatch.setattr(config, "FIGURES", tmp_path / "figures")
+    monkeypatch.setattr(config, "DATA", tmp_path / "data")
+    monkeypatch.setattr("gplan_lib.cli.REPO", tmp_path)
+    dirs = config.run_dirs("ci")
+    assert dirs.results == tmp_path / "runs" / "ci" / "results" and dirs.figures == tmp_path / "runs" / "ci" / "figures"
+    (dirs.results / "02_picd.json").write_text("{}")
+    (dirs.figures / "02.png").write_bytes(b"png")
+    assert main(["publish", "--scale", "ci"]) == 0
+    assert "updated results/ci/02_picd.json" in capsys.readouterr().out
+    assert (tmp_path / "figures" / "ci" / "02.png").read_bytes() == b"png"
+    assert config.publish("ci") == []
+    (dirs.results / "02_picd.json").write_text('{"acc1": 1}')
+    assert config.publish("ci") == [tmp_path / "results" / "ci" / "02_picd.json"]
+
+
+def test_every_scale_announces_itself_in_every_notebook():
+    from gplan_lib.config import announce
+    for name in scale_names():
+        about = load_scale(name)["about"]
+        assert {"purpose", "numbers", "time"} <= set(about), name
+        for nb in ("00", "01", "02", "03", "04"):
+            text = announce(name, nb).data
+            assert f"`{name}`" in text and about["time"][nb] in text
+    for nb in sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        code = "".join("".join(c["source"]) for c in json.loads(nb.read_text())["cells"] if c["cell_type"] == "code")
+        assert f'config.announce(scale, "{nb.name[:2]}")' in code, nb.name
+
+
+def test_gplan_gsisr_none_runs_as_a_user_without_the_released_rows(monkeypatch):
+    from gplan_lib import paths
+    monkeypatch.setenv("GPLAN_GSISR", "none")
+    assert paths.released_csv() is None
+    assert "Skipped: the sim-to-real tables" in paths.skipped("the sim-to-real tables")
+    assert "test.csv" in paths.skipped("x")

@@ -10,10 +10,11 @@ from gplan_lib.cli import main
 from gplan_lib.counterfactual import PERTURBATIONS, make_pairs
 from gplan_lib.data import load_rows, validate_cells
 from gplan_lib.floors import MajorityPlan, ThreeRulePlan
-from gplan_lib.intents import dumps_plan
+from gplan_lib.intents import describe_intent, dumps_plan
 from gplan_lib.metrics import score_outputs
 from gplan_lib.noisy_teacher import MISTAKES, corrupt
-from gplan_lib.review import ReviewStore, load_seeds
+from gplan_lib.parsing import parse_output
+from gplan_lib.review import ReviewStore, load_seeds, read_seeds, review_panel
 from gplan_lib.rule_filter import STEP_RE, check_output
 from gplan_lib.situation import situation_of
 from gplan_lib.synth import SynthConfig, synthesize
@@ -185,6 +186,29 @@ def test_seed_review_round_trip(tmp_path):
     assert "写评价" in reviewed[1]["reasoning"]
 
 
+def test_review_panel_shows_edits_keeps_rejected_edits_and_counts_decisions(tmp_path):
+    synthesize(SynthConfig(n=60, test_size=10, pair_anchors=0, n_seeds=3, workers=1), tmp_path)
+    seeds = read_seeds(tmp_path / "seeds.jsonl")
+    store = ReviewStore(tmp_path / "seed_review.json")
+    panel = review_panel(seeds, store)
+    header, body, editor, bar, status, count = panel.children
+    buttons = {b.description: b for b in bar.children}
+    assert "0 decisions recorded" in count.value and describe_intent({"工具名称": "tool_10"}) not in body.value
+    bad = dumps_plan(seeds[0]["plan"][:2] + seeds[0]["plan"][:2])
+    editor.value = bad
+    buttons["save edit"].click()
+    assert editor.value == bad and "not saved" in status.value and "0 decisions recorded" in count.value
+    good = dumps_plan(seeds[0]["plan"][:-1] + [{"工具名称": "tool_10"}])
+    editor.value = good
+    buttons["save edit"].click()
+    assert "<b>edit</b>" in header.value and editor.value == good
+    assert describe_intent({"工具名称": "tool_10"}) in body.value  # the list shows the edited plan
+    assert "1 decisions recorded" in count.value
+    buttons["next ▶"].click()
+    buttons["accept"].click()
+    assert "2 decisions recorded" in count.value and "<b>accept</b>" in header.value
+
+
 def test_rationalize_adds_reasoning_to_json_only_labels(calibration_path, tmp_path):
     assert main(["rationalize", str(calibration_path), str(tmp_path / "r.csv")]) == 0
     rows = load_rows(tmp_path / "r.csv")
@@ -213,3 +237,36 @@ def test_synth_by_scale_matches_the_notebook_config(tmp_path, capsys):
     assert main(["synth", "--scale", "ci", "--out", str(tmp_path / "s")]) == 0  # reused, not rebuilt
     capsys.readouterr()
     assert main(["synth", "--n", "10"]) == 2 and "needs --out" in capsys.readouterr().err
+
+
+def test_figures_need_no_cjk_font(calibration_rows):
+    """Issue 13: plot labels are glossed in English, so a machine without a CJK font draws no empty boxes."""
+    import warnings
+
+    import matplotlib
+    matplotlib.use("Agg")
+    from gplan_lib import plan_stats
+    from gplan_lib.teacher import simulated_examples
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fig = plan_stats.plot_distributions({"released": [r.plan for r in calibration_rows],
+                                             "simulated": [r.plan for r in simulated_examples(200)]}, None)
+        fig.canvas.draw()
+    assert not [w for w in caught if "missing from font" in str(w.message) or "Glyph" in str(w.message)]
+
+
+def test_pair_view_shows_whole_plans_and_highlights_where_they_differ(tmp_path):
+    from html import escape
+
+    from gplan_lib.counterfactual import pair_view
+
+    synthesize(SynthConfig(n=80, test_size=10, pair_anchors=20, n_seeds=1, workers=1), tmp_path)
+    recs = [json.loads(line) for line in (tmp_path / "pairs_train.jsonl").read_text().splitlines()]
+    rec_x = next(r for r in recs if r["direction"] == "x")
+    rec_xp = next(r for r in recs if r["pair_id"] == rec_x["pair_id"] and r["direction"] == "x'")
+    html = pair_view(rec_x, rec_xp).data
+    a, b = parse_output(rec_x["chosen"]).plan, parse_output(rec_xp["chosen"]).plan
+    differing = sum(p != q for p, q in zip(a + [None] * 9, b + [None] * 9) if p or q)
+    assert html.count("background:#ffe08a") == 2 * differing > 0
+    assert all(escape(describe_intent(i)) in html for i in a + b)
