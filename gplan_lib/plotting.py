@@ -1,4 +1,4 @@
-"""The one way the notebooks' figures are finished and written under figures/<scale>/."""
+"""The one way the notebooks' figures are finished and written (under runs/<scale>/figures/, see config.run_dirs)."""
 from __future__ import annotations
 
 from pathlib import Path
