@@ -57,16 +57,16 @@ publish: setup
 # regime study (results/$(SCALE)/regimes.json). Each about 1.5 h at the cpu scale on 2 cores.
 seeds: setup
 	$(BIN)/gplan synth --scale $(SCALE)
-	$(BIN)/python -m gplan_lib.seed_study --scale $(SCALE) --seeds 0 1 2 --jobs 3
+	$(BIN)/python -m gplan_lib.studies.seed_study --scale $(SCALE) --seeds 0 1 2 --jobs 3
 
 regimes: setup
 	$(BIN)/gplan synth --scale $(SCALE)
-	$(BIN)/python -m gplan_lib.regimes --scale $(SCALE)
+	$(BIN)/python -m gplan_lib.studies.regimes --scale $(SCALE)
 
 # What only a GPU can show: PICD and SC-DPO steps (full-scale settings) and decoding at the Qwen3-1.7B/4B
 # shapes, random weights, no hub; writes results/gpu-check/<gpu>.json. Without a GPU it says so, exit 0.
 gpu-check: setup
-	$(BIN)/python -m gplan_lib.gpu_check
+	$(BIN)/python -m gplan_lib.studies.gpu_check
 
 bench: setup
 	$(BIN)/python benchmarks/synth_throughput.py --n 100000

@@ -13,14 +13,16 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from .data import RowError, read_gsisr_csv
-from .metrics import aggregate, score_sample
-from .paths import REPO
-from .planners import planner, predict, write_predictions
-from .rationalize import rationalize_csv
-from .rule_filter import report_csv
-from .scaffold import LATENT_RE
-from .synth import SynthConfig, ensure_dataset, synthesize
+from .core.data import RowError, read_gsisr_csv
+from .core.metrics import aggregate, score_sample
+from .core.paths import REPO
+from .core.planner import write_predictions
+from .core.rule_filter import report_csv
+from .core.scaffold import LATENT_RE
+from .evaluation.planners import planner
+from .synthesis.config import SynthConfig
+from .synthesis.rationalize import rationalize_csv
+from .synthesis.synthesize import ensure_dataset, synthesize
 
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -72,7 +74,7 @@ def _print_table(summary: dict[str, Any]) -> None:
 
 def _client(url: str, model: str | None, what: str, **kw):
     """A chat client for ``--*-url``/``--*-model``; the key comes from $OPENAI_API_KEY only."""
-    from .llm_client import ChatClient
+    from .core.llm_client import ChatClient
     if not model:
         raise InputError(f"--{what}-url needs --{what}-model")
     return ChatClient(url, model, **kw)
@@ -104,8 +106,8 @@ def cmd_score(args) -> int:
 
 
 def cmd_judge(args) -> int:
-    from .judge import LLMJudge, OfflineJudge, summarise
-    from .parsing import parse_output
+    from .core.parsing import parse_output
+    from .evaluation.judge import LLMJudge, OfflineJudge, summarise
     rows = read_gsisr_csv(args.gold, labels=False).rows
     plans = [parse_output(o).plan for o in _read_predictions(args.pred, [r.id for r in rows])]
     if args.llm_url:
@@ -125,9 +127,9 @@ def cmd_judge(args) -> int:
 
 def cmd_synth(args) -> int:
     if args.scale:
-        from .config import load_scale, run_dirs
-        cfg = SynthConfig(seed=args.seed, workers=args.workers, **load_scale(args.scale)["synth"])
-        out = args.out or run_dirs(args.scale).data
+        from .core.config import output_dirs, replace
+        cfg = replace(SynthConfig.from_scale(args.scale, args.seed), workers=args.workers)
+        out = args.out or output_dirs(args.scale).data
     else:
         if not args.out:
             raise InputError("--n N needs --out DIR")
@@ -136,9 +138,9 @@ def cmd_synth(args) -> int:
         cfg = SynthConfig(n=args.n, seed=args.seed, test_size=test_size, pair_anchors=anchors, workers=args.workers)
         out = args.out
     if args.teacher_url:
-        from .llm_teacher import LLMTeacher
-        from .review import load_seeds
-        from .synth import seed_set, synthesize_llm
+        from .synthesis.llm_teacher import LLMTeacher
+        from .synthesis.review import load_seeds
+        from .synthesis.synthesize import seed_set, synthesize_llm
         seeds = load_seeds(args.seeds) if args.seeds else seed_set(cfg)
         teacher = LLMTeacher(_client(args.teacher_url, args.teacher_model, "teacher", cache_dir=args.cache), seeds)
         manifest = synthesize_llm(cfg, out, teacher, overwrite=args.overwrite)
@@ -152,30 +154,20 @@ def cmd_synth(args) -> int:
 
 def cmd_predict(args) -> int:
     rows = read_gsisr_csv(args.data, labels=False).rows
-    model = Path(args.model)
-    if model.is_dir():
-        from .generation import StudentPlanner  # torch/transformers only when a model is used
-        records = StudentPlanner(model).generate(rows, args.batch_size, args.max_new_tokens)
-    elif model.exists() or "/" in args.model:
-        raise InputError(f"--model {args.model}: no such folder (a saved student's directory, or one of "
-                         "teacher, three-rule, majority)")
-    else:
-        records = predict(planner(args.model, args.train), rows)
+    records = planner(args.model, args.train, args.batch_size, args.max_new_tokens).predict(rows)
     write_predictions(records, args.out, overwrite=args.overwrite)
     print(f"wrote {len(records)} predictions to {args.out}")
     return EXIT_OK
 
 
 def cmd_train(args) -> int:
-    from .config import load_scale, run_dirs  # torch/transformers only when training
-    from .picd_experiment import RUNS, Experiment
-    runs = {r.slug: r for r in RUNS}
-    if args.run not in runs:
-        raise InputError(f"unknown run {args.run!r}; choose one of {sorted(runs)}")
-    exp = Experiment(load_scale(args.scale)["picd"], run_dirs(args.scale).data, REPO / "checkpoints" / args.scale,
-                     seed=args.seed)
-    out = Path(args.out) if args.out else exp.run_dir(runs[args.run])
-    history = exp.train(runs[args.run], retrain=args.retrain, deepspeed=args.deepspeed, out=out)
+    from .picd.experiment import VARIANTS, PICDExperiment  # torch/transformers only when training
+    variants = {v.slug: v for v in VARIANTS}
+    if args.run not in variants:
+        raise InputError(f"unknown run {args.run!r}; choose one of {sorted(variants)}")
+    exp = PICDExperiment(args.scale, args.seed)
+    out = Path(args.out) if args.out else exp.run_dir(variants[args.run])
+    history = exp.train(variants[args.run], retrain=args.retrain, deepspeed=args.deepspeed, out=out)
     print(f"{args.run}: {len([h for h in history if 'loss' in h])} logged steps; saved to {out} "
           "(log_history.json: epoch, learning_rate, stage per logged step)")
     return EXIT_OK
@@ -187,7 +179,7 @@ def cmd_rationalize(args) -> int:
 
 
 def cmd_publish(args) -> int:
-    from .config import publish
+    from .core.config import publish
     changed = publish(args.scale)
     print("\n".join(f"updated {p.relative_to(REPO)}" for p in changed) or "nothing changed: the committed results match")
     return EXIT_OK
@@ -286,7 +278,7 @@ def _sigterm(signum, frame):
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)  # usage errors: argparse prints them and exits 2
-    from .llm_client import LLMError
+    from .core.llm_client import LLMError
     previous = signal.signal(signal.SIGTERM, _sigterm) if __name__ == "__main__" or argv is None else None
     try:
         return args.handler(args)

@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import pytest
-
-from gplan_lib.data import GsisrRow, load_rows
-from gplan_lib.paths import SHARED_CALIBRATION
 from helpers import FakeServer
+
+from gplan_lib.core.data import GsisrRow, load_rows
+from gplan_lib.core.paths import SHARED_CALIBRATION
 
 
 @pytest.fixture(scope="session")

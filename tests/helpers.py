@@ -5,9 +5,9 @@ import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from gplan_lib.data import COLUMNS, GsisrRow
-from gplan_lib.teacher import ExpertTeacher
-from gplan_lib.world import simulate_row
+from gplan_lib.core.data import COLUMNS, GsisrRow
+from gplan_lib.synthesis.teacher import ExpertTeacher
+from gplan_lib.synthesis.world import simulate_row
 
 #: A Qwen3 small enough for unit tests.
 TINY_ARCH = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1, head_dim=16,

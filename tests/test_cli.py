@@ -7,11 +7,11 @@ import subprocess
 import sys
 
 import pytest
+from helpers import make_row
 
 from gplan_lib.cli import main
-from gplan_lib.data import COLUMNS, write_gsisr_csv
-from gplan_lib.intents import dumps_plan
-from helpers import make_row
+from gplan_lib.core.data import COLUMNS, write_gsisr_csv
+from gplan_lib.core.intents import dumps_plan
 
 BAD = dumps_plan([{"工具名称": "tool_1", "起始位置": "当前位置", "终点位置": "订单目的地"},
                   {"工具名称": "tool_2", "起始位置": "当前位置", "终点位置": "家"},
@@ -162,7 +162,7 @@ def test_synth_recovers_from_a_corrupt_manifest_with_overwrite(tmp_path, capsys)
     argv = ["synth", "--n", "30", "--test-size", "5", "--pair-anchors", "5", "--workers", "1", "--out", str(out)]
     assert main(argv) == 0
     (out / "manifest.json").write_text("{trunc", encoding="utf-8")
-    from gplan_lib.synth import SynthConfig, ensure_dataset
+    from gplan_lib.synthesis.synthesize import SynthConfig, ensure_dataset
     cfg = SynthConfig(n=30, test_size=5, pair_anchors=5, workers=1)
     with pytest.raises(FileExistsError, match="unreadable"):
         ensure_dataset(cfg, out)

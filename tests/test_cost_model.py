@@ -3,8 +3,8 @@ import pytest
 import torch
 from transformers import Qwen3Config, Qwen3ForCausalLM
 
-from gplan_lib.cost_model import GPUS, estimate, main, n_params, picd_response, train_flops
-from gplan_lib.real_shapes import QWEN3_SHAPES
+from gplan_lib.evaluation.latency import QWEN3_SHAPES
+from gplan_lib.studies.cost_model import GPUS, estimate, main, n_params, picd_response, train_flops
 
 
 @pytest.mark.parametrize("size", sorted(QWEN3_SHAPES))

@@ -4,9 +4,9 @@ from __future__ import annotations
 import csv
 
 import pytest
-
-from gplan_lib.data import COLUMNS, RowError, read_gsisr_csv, to_csv_text, write_gsisr_csv
 from helpers import make_row
+
+from gplan_lib.core.data import COLUMNS, RowError, read_gsisr_csv, to_csv_text, write_gsisr_csv
 
 
 def test_released_file_round_trips_byte_for_byte(calibration_path, calibration_rows, tmp_path):

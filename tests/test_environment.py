@@ -6,7 +6,7 @@ import tomllib
 
 import yaml
 
-from gplan_lib.paths import REPO
+from gplan_lib.core.paths import REPO
 
 PIN = re.compile(r"^([A-Za-z0-9_.\-]+)==([^\s;]+)$")
 

@@ -7,23 +7,23 @@ import time
 
 import pytest
 import torch
-
-from gplan_lib import baselines
-from gplan_lib.constrained import ConstrainedPlanner, admissible, all_intents, unit_text
-from gplan_lib.generation import MODEL_CARD, StudentPlanner, model_card
-from gplan_lib.intents import TOOL_KEY, TOOLS, dumps_plan, loads_plan
-from gplan_lib.judge import JudgeParseError, LLMJudge, OfflineJudge, parse_scores
-from gplan_lib.llm_client import ChatClient
-from gplan_lib.metrics import score_sample, tool_level
-from gplan_lib.modeling import add_latent_tokens, chat_prompt, save, tiny_qwen3, train_tokenizer
-from gplan_lib.prompt import PromptOptions, build_messages
-from gplan_lib.rule_filter import check_output
-from gplan_lib.scaffold import latent_valid
-from gplan_lib.serving import open_loop, serve
-from gplan_lib.situation import situation_of
-from gplan_lib.teacher import ExpertTeacher
 from helpers import PLAN_OK, TINY_ARCH, make_row, teacher_rows
 
+from gplan_lib.core.intents import MAX_PLAN_LEN, TOOL_KEY, TOOLS, dumps_plan, loads_plan
+from gplan_lib.core.llm_client import ChatClient
+from gplan_lib.core.metrics import score_sample, tool_level
+from gplan_lib.core.prompt import PromptOptions, build_messages
+from gplan_lib.core.rule_filter import check_output
+from gplan_lib.core.scaffold import latent_valid
+from gplan_lib.core.situation import situation_of
+from gplan_lib.evaluation import baseline_inputs, baselines
+from gplan_lib.evaluation.config import BaselineConfig
+from gplan_lib.evaluation.constrained import ConstrainedPlanner, admissible, all_intents, unit_text
+from gplan_lib.evaluation.judge import JudgeParseError, LLMJudge, OfflineJudge, parse_scores
+from gplan_lib.evaluation.latency import open_loop, serve
+from gplan_lib.synthesis.teacher import ExpertTeacher
+from gplan_lib.training.generation import MODEL_CARD, StudentPlanner, model_card
+from gplan_lib.training.modeling import add_latent_tokens, chat_prompt, save, tiny_qwen3, train_tokenizer
 
 
 @pytest.fixture(scope="module")
@@ -47,14 +47,14 @@ def test_tool_level_ignores_parameters_but_not_tools():
 def test_baseline_inputs_never_contain_the_label(rows):
     row = rows[0]
     blank = row.replace(raw_labels="[]")
-    assert baselines.context_tokens(row) == baselines.context_tokens(blank)
-    assert baselines.context_text(row) == baselines.context_text(blank)
-    assert any(t.startswith("hist=") for t in baselines.context_tokens(row))
-    assert baselines.context_tokens(row, "facts") == baselines.context_tokens(blank, "facts")
-    assert "trigger_4=" + row["trigger_4"] in baselines.context_tokens(row, "raw")
-    assert any(t.startswith("at_order_poi=") for t in baselines.context_tokens(row, "facts"))
+    assert baseline_inputs.context_tokens(row) == baseline_inputs.context_tokens(blank)
+    assert baseline_inputs.context_words(row) == baseline_inputs.context_words(blank)
+    assert any(t.startswith("hist=") for t in baseline_inputs.context_tokens(row))
+    assert baseline_inputs.context_tokens(row, "facts") == baseline_inputs.context_tokens(blank, "facts")
+    assert "trigger_4=" + row["trigger_4"] in baseline_inputs.context_tokens(row, "raw")
+    assert any(t.startswith("at_order_poi=") for t in baseline_inputs.context_tokens(row, "facts"))
     with pytest.raises(ValueError, match="situation"):
-        baselines.context_tokens(row, "situation")
+        baseline_inputs.context_tokens(row, "situation")
 
 
 def test_p5_ids_round_trip_and_tell_tool_1_from_tool_10():
@@ -75,25 +75,26 @@ def test_semantic_ids_are_unique_and_share_prefixes_by_content(rows):
 
 @pytest.mark.parametrize("name", baselines.BASELINES)
 def test_each_baseline_trains_and_predicts_library_tools(name, rows):
-    model, history = baselines.train_baseline(name, rows, TINY_ARCH, {"epochs": 3, "batch_size": 16, "lr": 3e-3})
+    model, history = baselines.train_baseline(name, rows, TINY_ARCH, BaselineConfig(epochs=3, batch_size=16, lr=3e-3))
     assert len(history) == 3 and history[-1] < history[0]
     for row in rows[:3]:
-        pred = model.predict(row)
-        assert len(pred) <= baselines.MAX_STEPS and all(t in TOOLS for t in pred)
+        pred = model.tools(row)
+        assert len(pred) <= MAX_PLAN_LEN and all(t in TOOLS for t in pred)
 
 
 def test_table1_puts_the_papers_rows_beside_ours(rows):
-    from gplan_lib.evaluation import score_records, score_tools, table1
-    recs = [{"output": dumps_plan(ExpertTeacher().plan(r))} for r in rows]
-    t = table1({"SASRec": score_tools([baselines.tool_sequence(r.plan) for r in rows], rows),
-                "PICD + SC-DPO": score_records(recs, rows)})
+    from gplan_lib.core.reporting import table1
+    from gplan_lib.evaluation.experiment import PAPER_TABLE1, score_records, score_tools
+    recs = ExpertTeacher().predict(rows)
+    tools = [{"output": dumps_plan([{TOOL_KEY: t} for t in baseline_inputs.tool_sequence(r.plan)])} for r in rows]
+    t = table1({"SASRec": score_tools(tools, rows), "PICD + SC-DPO": score_records(recs, rows)}, PAPER_TABLE1)
     assert t[0]["paper Acc@1"] == 0.361 and t[0]["tool Acc@1"].startswith("1.000") and t[0]["Acc@1 (full intent)"] == "-"
     assert t[1]["paper Acc@1"] == 0.627 and t[1]["Acc@1 (full intent)"] != "-"
 
 
 def test_unknown_baseline_is_named_in_the_error(rows):
     with pytest.raises(ValueError, match="HSTU"):
-        baselines.train_baseline("HSTU", rows, TINY_ARCH, {"epochs": 1, "batch_size": 8, "lr": 1e-3})
+        baselines.train_baseline("HSTU", rows, TINY_ARCH, BaselineConfig(epochs=1, batch_size=8, lr=1e-3))
 
 
 # --- judge --------------------------------------------------------------------------------------------
@@ -177,7 +178,7 @@ def test_the_grammar_enumerates_the_library_and_its_logic():
 @pytest.mark.parametrize("mode", ["picd", "direct"])
 def test_constrained_outputs_always_pass_the_filter_and_latent_valid(mode, student_dirs, rows):
     planner = ConstrainedPlanner(StudentPlanner(student_dirs[mode], device="cpu"))
-    for r in planner.generate(rows[:6]):
+    for r in planner.predict(rows[:6]):
         assert check_output(r["output"]) == [], r["output"]
         assert latent_valid(r["output"])[0] == (mode == "picd")
         assert r["forward_passes"] < r["new_tokens"] / 2  # forced runs go through in one pass
@@ -249,7 +250,7 @@ def _raw_post(url: str, head: str, body: bytes = b"", pause: float = 0.0) -> tup
 
 def test_the_server_answers_malformed_requests_with_4xx(rows, monkeypatch):
     """Issue 12, finding 11: malformed requests got no reply at all; no body limit, no read timeout."""
-    import gplan_lib.serving as serving
+    import gplan_lib.evaluation.latency as serving
     monkeypatch.setattr(serving, "READ_TIMEOUT", 0.5)
     calls = []
     good = json.dumps(rows[0].cells, ensure_ascii=False).encode()
@@ -288,7 +289,8 @@ def test_queued_requests_are_not_planned_after_the_server_stops(rows):
 
 def test_real_qwen3_shapes_have_the_published_sizes():
     from transformers import Qwen3Config, Qwen3ForCausalLM
-    from gplan_lib.real_shapes import QWEN3_SHAPES, time_decoding
+
+    from gplan_lib.evaluation.latency import QWEN3_SHAPES, time_decoding
     for size, billions in (("1.7B", 1.72), ("4B", 4.02)):
         with torch.device("meta"):
             model = Qwen3ForCausalLM(Qwen3Config(**QWEN3_SHAPES[size]))

@@ -5,10 +5,10 @@ from __future__ import annotations
 import time
 
 import pytest
-
-from gplan_lib.judge import LLMJudge
-from gplan_lib.llm_client import ChatClient, LLMError, retry_after
 from helpers import RawServer, chat_body, http_reply, make_row
+
+from gplan_lib.core.llm_client import ChatClient, LLMError, retry_after
+from gplan_lib.evaluation.judge import LLMJudge
 
 MSG = [{"role": "user", "content": "hi"}]
 
@@ -38,7 +38,7 @@ def test_the_judge_command_fails_clearly_on_a_redirect(raw, monkeypatch, tmp_pat
     import json
 
     from gplan_lib.cli import main
-    from gplan_lib.data import write_gsisr_csv
+    from gplan_lib.core.data import write_gsisr_csv
     monkeypatch.setenv("OPENAI_API_KEY", "sk-secret")
     other = raw(http_reply("200 OK", chat_body('{"flow": 5, "logic": 5, "st": 5}')))
     first = raw(http_reply("302 Found", Location=f"http://127.0.0.1:{other.port}/v1/chat/completions"))

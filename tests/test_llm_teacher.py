@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 import pytest
-
-from gplan_lib.llm_client import ChatClient, LLMError
-from gplan_lib.llm_teacher import LLMTeacher
-from gplan_lib.teacher import ExpertTeacher
 from helpers import PLAN_OK, make_row
+
+from gplan_lib.core.llm_client import ChatClient, LLMError
+from gplan_lib.synthesis.llm_teacher import LLMTeacher
+from gplan_lib.synthesis.teacher import ExpertTeacher
 
 
 def _seeds():
@@ -64,7 +64,7 @@ def test_synth_with_the_llm_teacher_from_the_command_line(server, tmp_path, monk
     import json
 
     from gplan_lib.cli import main
-    from gplan_lib.data import load_rows
+    from gplan_lib.core.data import load_rows
     other = PLAN_OK.replace('"tag":"美食"', '"tag":"景点"')
 
     def reply(messages):  # a plan that depends on the context; every fifth reply is chatty (strict filter)
@@ -95,7 +95,7 @@ def test_gplan_judge_offline_and_llm(server, tmp_path, capsys):
     import json
 
     from gplan_lib.cli import main
-    from gplan_lib.data import write_gsisr_csv
+    from gplan_lib.core.data import write_gsisr_csv
     rows = [make_row(id=str(i)) for i in range(3)]
     gold = write_gsisr_csv(rows, tmp_path / "g.csv")
     (tmp_path / "p.jsonl").write_text("".join(json.dumps({"id": r.id, "output": PLAN_OK}) + "\n" for r in rows))

@@ -6,9 +6,9 @@ import random
 
 import pytest
 
-from gplan_lib.intents import dumps_plan
-from gplan_lib.metrics import acc_at_1, bootstrap_ci, edit_distance, ndcg_at_3, nes, score_outputs, score_sample
-from gplan_lib.parsing import parse_output
+from gplan_lib.core.intents import dumps_plan
+from gplan_lib.core.metrics import acc_at_1, bootstrap_ci, edit_distance, ndcg_at_3, nes, score_outputs, score_sample
+from gplan_lib.core.parsing import parse_output
 
 T1 = {"工具名称": "tool_1", "起始位置": "当前位置", "终点位置": "订单目的地"}
 T2 = {"工具名称": "tool_2", "起始位置": "当前位置", "终点位置": "订单目的地"}

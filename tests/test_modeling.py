@@ -6,16 +6,26 @@ import json
 
 import pytest
 import torch
-
-from gplan_lib.cli import main
-from gplan_lib.data import write_gsisr_csv
-from gplan_lib.generation import MODEL_CARD, StudentPlanner, model_card
-from gplan_lib.modeling import (add_latent_tokens, chat_prompt, load_for_training, load_pretrained, merged, save,
-                                tiny_qwen3, train_tokenizer)
-from gplan_lib.prompt import PromptOptions, build_messages, render_chatml
-from gplan_lib.scaffold import LATENT_TOKENS
 from helpers import TINY_ARCH, teacher_rows
 
+from gplan_lib.cli import main
+from gplan_lib.core.config import replace
+from gplan_lib.core.data import write_gsisr_csv
+from gplan_lib.core.prompt import PromptOptions, build_messages, render_chatml
+from gplan_lib.core.scaffold import LATENT_TOKENS
+from gplan_lib.picd.config import PICDTrainConfig
+from gplan_lib.training.config import ModelConfig
+from gplan_lib.training.generation import MODEL_CARD, StudentPlanner, model_card
+from gplan_lib.training.modeling import (
+    add_latent_tokens,
+    chat_prompt,
+    load_for_training,
+    load_pretrained,
+    merged,
+    save,
+    tiny_qwen3,
+    train_tokenizer,
+)
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +56,7 @@ def test_pretrained_path_adds_latent_tokens_and_lora_trains_their_rows(base_dir)
     assert len(set(ids)) == 33 and model.get_input_embeddings().num_embeddings == len(tok)
     assert tok.tokenize("<T_3_b>") == ["<T_3_b>"]
     d = save(model, tok, base_dir.parent / "with_latent")
-    lora = load_for_training(d, tok, {"kind": "pretrained", "dtype": "float32", "lora": {"r": 4, "lora_alpha": 8}})
+    lora = load_for_training(d, tok, ModelConfig(kind="pretrained", name=str(d), dtype="float32", lora={"r": 4, "lora_alpha": 8}))
     trainable = [n for n, p in lora.named_parameters() if p.requires_grad]
     assert any("lora_" in n for n in trainable) and any("trainable_tokens" in n for n in trainable)
     assert sum(p.numel() for n, p in lora.named_parameters() if p.requires_grad) < sum(p.numel() for p in lora.parameters()) / 2
@@ -71,8 +81,8 @@ def test_student_predict_then_score(base_dir, rows, tmp_path, capsys):
 
 
 def test_score_reports_latent_validity_for_latent_outputs(rows, tmp_path, capsys):
-    from gplan_lib.intents import dumps_plan
-    from gplan_lib.scaffold import Reasoning
+    from gplan_lib.core.intents import dumps_plan
+    from gplan_lib.core.scaffold import Reasoning
     gold = write_gsisr_csv(rows[:2], tmp_path / "g.csv")
     good = Reasoning.parse(rows[0].thought).fold(99) + dumps_plan(rows[0].plan)
     bad = "<THOUGHT><T_1_a></THOUGHT>" + dumps_plan(rows[1].plan)
@@ -104,21 +114,21 @@ def test_latent_rows_are_set_even_when_the_matrix_has_spare_rows(base_dir):
 def test_mixed_precision_moves_weights_like_fp32(base_dir, rows, tmp_path):
     """Issue 11: at the paper's LR (5e-6) bf16 weights under AdamW barely move; fp32 master weights with
     bf16 autocast (what the full scales now run) move like an fp32 run."""
-    from gplan_lib.picd import encode, make_trainer
+    from gplan_lib.picd.trainer import encode, make_trainer
     model, tok = load_pretrained(base_dir, dtype="float32")
     start = save(model, tok, tmp_path / "start")
     samples = encode(rows, tok, PromptOptions.named("tiny"), 2048)
-    hp = dict(epochs=1, batch_size=4, lr=5e-6, polish_lr=1e-6, warmup_ratio=0.0, logging_steps=1, disable_tqdm=True,
-              b_star=1)
+    hp = PICDTrainConfig(epochs=1, batch_size=4, lr=5e-6, polish_lr=1e-6, warmup_ratio=0.0, logging_steps=1,
+                         disable_tqdm=True, b_star=1)
 
     def moved(model, bf16: bool) -> float:
         init = {n: p.detach().float().clone() for n, p in model.named_parameters()}
-        make_trainer(model, tok, samples, "picd", "constant", {**hp, "bf16": bf16}, str(tmp_path / "t")).train()
+        make_trainer(model, tok, samples, "picd", "constant", replace(hp, bf16=bf16), str(tmp_path / "t")).train()
         changed = sum(int((p.detach().float() != init[n]).sum()) for n, p in model.named_parameters())
         return changed / sum(p.numel() for p in model.parameters())
 
-    full = {"kind": "pretrained", "dtype": "bfloat16"}
-    fp32 = moved(load_for_training(start, tok, {"kind": "tiny"}), bf16=False)
+    full = ModelConfig(kind="pretrained", name=str(start), dtype="bfloat16")
+    fp32 = moved(load_for_training(start, tok, full), bf16=False)
     mixed_model = load_for_training(start, tok, full)
     assert next(mixed_model.parameters()).dtype == torch.float32  # master weights
     mixed = moved(mixed_model, bf16=True)
@@ -132,21 +142,21 @@ def test_mixed_precision_moves_weights_like_fp32(base_dir, rows, tmp_path):
 def test_gpu_check_without_a_gpu_says_so_and_its_steps_run_at_a_tiny_shape(tmp_path, capsys):
     """Issue 11: `make gpu-check` exits 0 without a GPU; the code it runs there works end to end here
     (PICD and SC-DPO steps with the full scales' settings, decoding) at a tiny shape on the CPU."""
-    from gplan_lib import gpu_check
-    from gplan_lib.config import load_scale
+    from gplan_lib.picd.config import PICDConfig
+    from gplan_lib.sc_dpo.config import SCDPOConfig
+    from gplan_lib.studies import gpu_check
     if torch.cuda.is_available():
         pytest.skip("a GPU is present: `make gpu-check` is the check")
     assert gpu_check.main([]) == 0 and "no CUDA device" in capsys.readouterr().out
-    from gplan_lib.prompt import PromptOptions
+    from gplan_lib.core.prompt import PromptOptions
     opts = PromptOptions.named("released")
     rows = gpu_check._rows(12)
     tok = train_tokenizer([m["content"] for r in rows for m in build_messages(r, opts)] + [r["raw_labels"] for r in rows],
                           vocab_size=600)
     shape = {**TINY_ARCH, "vocab_size": len(tok) + 40}
     shape.pop("max_position_embeddings")
-    full = load_scale("full-4b")
-    picd = {**full["picd"]["train"], "batch_size": 2, "bf16": False}
-    dpo = {**full["sc_dpo"]["train"], "batch_size": 1, "grad_accum": 2, "bf16": False, "lr": 1e-3}
+    picd = replace(PICDConfig.from_scale("full-4b").train, batch_size=2, bf16=False)
+    dpo = replace(SCDPOConfig.from_scale("full-4b").train, batch_size=1, grad_accum=2, bf16=False, lr=1e-3)
     out = gpu_check.check_shape(shape, tok, picd, dpo, str(tmp_path), "cpu", steps=2, prompt_tokens=64,
                                 new_tokens={"Direct-SFT": 5, "PICD": 8})
     assert out["picd"]["steps"] == 2 and out["sc_dpo"]["steps"] == 2

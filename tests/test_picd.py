@@ -2,22 +2,31 @@
 from __future__ import annotations
 
 import math
-
 import random
 
 import numpy as np
 import pytest
 import torch
-
-from gplan_lib.intents import dumps_plan
-from gplan_lib.modeling import add_latent_tokens, tiny_qwen3, train_tokenizer
-from gplan_lib.picd import (COT, JSON, CurriculumDataset, b_star_of, compression_profile, encode, lr_multiplier,
-                            make_trainer, section_loss)
-from gplan_lib.prompt import PromptOptions, build_messages
-from gplan_lib.scaffold import LATENT_TOKENS, Reasoning, latent_valid, sample_stage
-from gplan_lib.teacher import ExpertTeacher
-from gplan_lib.world import simulate_row
 from helpers import TINY_ARCH
+
+from gplan_lib.core.intents import dumps_plan
+from gplan_lib.core.prompt import PromptOptions, build_messages
+from gplan_lib.core.scaffold import LATENT_TOKENS, Reasoning, latent_valid, sample_stage
+from gplan_lib.picd.config import PICDTrainConfig
+from gplan_lib.picd.trainer import (
+    COT,
+    JSON,
+    CurriculumDataset,
+    b_star_of,
+    compression_profile,
+    encode,
+    lr_multiplier,
+    make_trainer,
+    section_loss,
+)
+from gplan_lib.synthesis.teacher import ExpertTeacher
+from gplan_lib.synthesis.world import simulate_row
+from gplan_lib.training.modeling import add_latent_tokens, tiny_qwen3, train_tokenizer
 
 OPTS = PromptOptions.named("tiny")
 
@@ -150,8 +159,8 @@ def _trainer(corpus, tok, out, epochs=3, save_steps=None, seen=None):
     torch.manual_seed(0)
     model = tiny_qwen3(tok, TINY_ARCH)
     samples = encode(corpus[:24], tok, OPTS, 1024)
-    hp = dict(epochs=epochs, batch_size=8, lr=1e-3, polish_lr=2e-4, warmup_ratio=0.1, logging_steps=1,
-              save_steps=save_steps, b_star=1, disable_tqdm=True)
+    hp = PICDTrainConfig(epochs=epochs, batch_size=8, lr=1e-3, polish_lr=2e-4, warmup_ratio=0.1, logging_steps=1,
+                         save_steps=save_steps, b_star=1, disable_tqdm=True)
     tr = make_trainer(model, tok, samples, "picd", "calr", hp, str(out))
     if seen is not None:  # record the stage of every sample the trainer actually reads
         ds, get = tr.train_dataset, tr.train_dataset.__getitem__
@@ -240,11 +249,12 @@ def test_response_only_logits_give_the_same_loss_and_gradients(corpus, tok):
     """Issue 11: at full scale the output head runs only from the batch's first supervised token on and
     the CE is upcast in chunks; the loss and the gradients are those of the full computation."""
     import torch
-
-    from gplan_lib.picd import CurriculumDataset, collate, encode, logits_needed, section_loss
-    from gplan_lib.modeling import tiny_qwen3
-    from gplan_lib.prompt import PromptOptions
     from helpers import TINY_ARCH
+
+    from gplan_lib.core.prompt import PromptOptions
+    from gplan_lib.picd.trainer import CurriculumDataset, collate, encode, section_loss
+    from gplan_lib.training.modeling import tiny_qwen3
+    from gplan_lib.training.trainer import logits_needed
     torch.manual_seed(0)
     model = tiny_qwen3(tok, TINY_ARCH)
     data = CurriculumDataset(encode(corpus[:4], tok, PromptOptions.named("tiny"), 1024), "picd")
@@ -268,7 +278,7 @@ def test_an_interrupted_run_resumes_from_its_last_checkpoint(corpus, tok, tmp_pa
     """Issue 11: periodic checkpoints and resume (train_or_reuse), and the same log as without a stop."""
     from transformers import TrainerCallback
 
-    from gplan_lib.runs import train_or_reuse
+    from gplan_lib.training.checkpoints import train_or_reuse
 
     class Stop(TrainerCallback):
         def on_step_end(self, args, state, control, **kwargs):
@@ -299,7 +309,7 @@ def test_an_interrupted_run_resumes_from_its_last_checkpoint(corpus, tok, tmp_pa
 @pytest.mark.parametrize("bars", [False, True])
 def test_training_progress_names_the_run(corpus, tok, tmp_path, capsys, bars):
     """Issue 13: a reader sees which run trains - a named bar, or named epoch lines; never raw log dicts."""
-    from gplan_lib.runs import train_or_reuse
+    from gplan_lib.training.checkpoints import train_or_reuse
 
     def make(trainer_dir):
         tr = _trainer(corpus, tok, trainer_dir, epochs=2)

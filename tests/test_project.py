@@ -3,11 +3,12 @@ $GPLAN_SCALE, and every named scale configures every notebook."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
-from gplan_lib.config import load_scale, scale_names
-from gplan_lib.paths import REPO
+from gplan_lib.core.config import load_scale, scale_names
+from gplan_lib.core.paths import REPO
 
 NOTEBOOKS = sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 
@@ -43,14 +44,14 @@ def test_every_scale_configures_every_stage():
 
 
 def test_notebooks_write_under_runs_and_publish_copies_what_changed(tmp_path, monkeypatch, capsys):
-    from gplan_lib import config
     from gplan_lib.cli import main
-    monkeypatch.setattr(config, "RUNS", tmp_path / "runs")
+    from gplan_lib.core import config
+    monkeypatch.setattr(config, "OUTPUTS", tmp_path / "runs")
     monkeypatch.setattr(config, "RESULTS", tmp_path / "results")
     monkeypatch.setattr(config, "FIGURES", tmp_path / "figures")
     monkeypatch.setattr(config, "DATA", tmp_path / "data")
     monkeypatch.setattr("gplan_lib.cli.REPO", tmp_path)
-    dirs = config.run_dirs("ci")
+    dirs = config.output_dirs("ci")
     assert dirs.results == tmp_path / "runs" / "ci" / "results" and dirs.figures == tmp_path / "runs" / "ci" / "figures"
     (dirs.results / "02_picd.json").write_text("{}")
     (dirs.figures / "02.png").write_bytes(b"png")
@@ -63,7 +64,7 @@ def test_notebooks_write_under_runs_and_publish_copies_what_changed(tmp_path, mo
 
 
 def test_every_scale_announces_itself_in_every_notebook():
-    from gplan_lib.config import announce
+    from gplan_lib.core.config import announce
     for name in scale_names():
         about = load_scale(name)["about"]
         assert {"purpose", "numbers", "time"} <= set(about), name
@@ -76,8 +77,71 @@ def test_every_scale_announces_itself_in_every_notebook():
 
 
 def test_gplan_gsisr_none_runs_as_a_user_without_the_released_rows(monkeypatch):
-    from gplan_lib import paths
+    from gplan_lib.core import paths
     monkeypatch.setenv("GPLAN_GSISR", "none")
     assert paths.released_csv() is None
     assert "Skipped: the sim-to-real tables" in paths.skipped("the sim-to-real tables")
     assert "test.csv" in paths.skipped("x")
+
+
+STAGES = ("synthesis", "training", "picd", "sc_dpo", "evaluation", "studies")
+#: The one stage package each notebook calls (besides core, which holds the reporting module).
+NOTEBOOK_STAGE = {"00": "synthesis", "01": "synthesis", "02": "picd", "03": "sc_dpo", "04": "evaluation"}
+
+
+def _imports(text: str) -> set[str]:
+    return set(re.findall(r"(?:from|import) gplan_lib\.([a-z_]+)", text)) | {
+        m for m in re.findall(r"^\s*from \.\.([a-z_]+)", text, re.M)}
+
+
+def test_core_imports_no_stage_and_no_module_is_over_400_lines():
+    lib = REPO / "gplan_lib"
+    for path in (lib / "core").glob("*.py"):
+        assert not _imports(path.read_text()) & set(STAGES), f"{path.name} imports a stage"
+    assert {p.name for p in lib.iterdir() if p.is_dir() and not p.name.startswith("_")} >= {"core", *STAGES}
+    long = {str(p.relative_to(lib)): n for p in lib.rglob("*.py") if (n := len(p.read_text().splitlines())) > 400}
+    assert not long, long
+
+
+def test_each_notebook_calls_one_stage_package_and_only_its_views():
+    for nb in NOTEBOOKS:
+        code = "".join("".join(c["source"]) for c in json.loads(nb.read_text())["cells"] if c["cell_type"] == "code")
+        stages = _imports(code) - {"core"}
+        assert stages <= {NOTEBOOK_STAGE[nb.name[:2]]}, (nb.name, stages)
+        views_from = set(re.findall(r"from gplan_lib\.(\w+)(?:\.\w+)* import .*\bviews\b", code))
+        assert views_from <= {NOTEBOOK_STAGE[nb.name[:2]]}, (nb.name, views_from)
+
+
+def test_every_scale_builds_every_stage_config_and_a_misspelt_key_is_named():
+    from gplan_lib.core.config import ConfigError, build, section
+    from gplan_lib.evaluation.config import EvaluationConfig
+    from gplan_lib.picd.config import PICDConfig
+    from gplan_lib.sc_dpo.config import SCDPOConfig
+    from gplan_lib.studies.config import RegimesConfig
+    from gplan_lib.synthesis.config import SynthConfig
+    for name in scale_names():
+        for cls in (PICDConfig, SCDPOConfig, EvaluationConfig, SynthConfig):
+            cls.from_scale(name)
+        if "regimes" in load_scale(name):
+            RegimesConfig.from_scale(name)
+    picd = dict(section("cpu", "picd"))
+    with pytest.raises(ConfigError, match=r"cpu\.picd\.train: unknown key 'warmup_ratoi'"):
+        build(PICDConfig, {**picd, "train": {**picd["train"], "warmup_ratoi": 0.1}}, "cpu.picd")
+    with pytest.raises(ConfigError, match=r"cpu\.picd\.train\.batch_size: '8' is not"):
+        build(PICDConfig, {**picd, "train": {**picd["train"], "batch_size": "8"}}, "cpu.picd")
+    with pytest.raises(ConfigError, match=r"cpu\.picd: missing key 'max_len'"):
+        build(PICDConfig, {k: v for k, v in picd.items() if k != "max_len"}, "cpu.picd")
+    with pytest.raises(ConfigError, match="polish_lr < lr"):
+        build(PICDConfig, {**picd, "train": {**picd["train"], "polish_lr": 1.0}}, "cpu.picd")
+    regimes = dict(section("cpu", "regimes"))
+    with pytest.raises(ConfigError, match="'max_grad_nrom'"):
+        build(RegimesConfig, {**regimes, "dpo": [{"variant": "sc", "max_grad_nrom": 0.0}]}, "cpu.regimes").dpo_runs()
+
+
+def test_run_keys_hash_the_config_as_written():
+    """A default added to a dataclass does not change the key of a run trained before it."""
+    from gplan_lib.core.config import as_written, replace, section
+    from gplan_lib.picd.config import PICDConfig
+    cfg = PICDConfig.from_scale("cpu")
+    assert as_written(cfg.train) == section("cpu", "picd")["train"]
+    assert as_written(replace(cfg.train, lr=1e-3)) == {**section("cpu", "picd")["train"], "lr": 1e-3}

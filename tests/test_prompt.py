@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import pytest
-
-from gplan_lib.prompt import PromptOptions, build_messages, build_prompt, render_chatml, user_message
 from helpers import make_row
+
+from gplan_lib.core.prompt import PromptOptions, build_messages, build_prompt, render_chatml, user_message
 
 
 def test_user_message_layout():

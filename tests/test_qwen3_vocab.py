@@ -6,17 +6,17 @@ from __future__ import annotations
 
 import pytest
 
-from gplan_lib.config import load_scale
-from gplan_lib.constrained import PLAN_HEAD, unit_text
-from gplan_lib.intents import dumps_plan
-from gplan_lib.modeling import add_latent_tokens, chat_prompt
-from gplan_lib.picd import CurriculumDataset, encode
-from gplan_lib.prompt import PromptOptions, build_messages
-from gplan_lib.qwen3_tokenizer import qwen3_tokenizer
-from gplan_lib.sc_dpo import encode_pairs
-from gplan_lib.scaffold import LATENT_TOKENS, MAX_STEPS
-from gplan_lib.synth import SynthConfig, synthesize
-from gplan_lib.data import GsisrRow, load_rows
+from gplan_lib.core.config import load_scale
+from gplan_lib.core.data import GsisrRow, load_rows
+from gplan_lib.core.intents import MAX_PLAN_LEN, dumps_plan
+from gplan_lib.core.prompt import PromptOptions, build_messages
+from gplan_lib.core.scaffold import LATENT_TOKENS
+from gplan_lib.evaluation.constrained import PLAN_HEAD, unit_text
+from gplan_lib.picd.trainer import CurriculumDataset, encode
+from gplan_lib.sc_dpo.trainer import encode_pairs
+from gplan_lib.synthesis.synthesize import SynthConfig, synthesize
+from gplan_lib.training.modeling import add_latent_tokens, chat_prompt
+from gplan_lib.training.qwen3_tokenizer import qwen3_tokenizer
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +61,7 @@ def test_dpo_scores_the_picd_targets_token_for_token(tok, ci_data):
     opts = PromptOptions.named("released")
     for rec, pair in zip(records, encode_pairs(records, tok, opts)):
         data = CurriculumDataset(encode([GsisrRow(rec["row"]).replace(raw_labels=rec["chosen"])], tok, opts, 4096), "picd")
-        data.set_curriculum_epoch(MAX_STEPS + 3)
+        data.set_curriculum_epoch(MAX_PLAN_LEN + 3)
         assert pair.chosen == data[0]["input_ids"][len(data.samples[0].prompt):], rec["pair_id"]
 
 

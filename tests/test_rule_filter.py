@@ -4,11 +4,12 @@ from __future__ import annotations
 import json
 
 import pytest
-from hypothesis import given, settings, strategies as st
-
-from gplan_lib.intents import MAX_PLAN_LEN, TOOLS, dumps_plan
-from gplan_lib.rule_filter import RULES, check_output, passes
 from helpers import PLAN_OK
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gplan_lib.core.intents import MAX_PLAN_LEN, TOOLS, dumps_plan
+from gplan_lib.core.rule_filter import RULES, check_output, passes
 
 T1 = {"工具名称": "tool_1", "起始位置": "当前位置", "终点位置": "订单目的地"}
 T8, T9, T6 = {"工具名称": "tool_8"}, {"工具名称": "tool_9"}, {"工具名称": "tool_6"}

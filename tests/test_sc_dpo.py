@@ -7,21 +7,31 @@ import random
 import pytest
 import torch
 import torch.nn.functional as F
-
-from gplan_lib.config import load_scale
-from gplan_lib.counterfactual import make_pairs
-from gplan_lib.data import GsisrRow, load_rows
-from gplan_lib.modeling import add_latent_tokens, tiny_qwen3, train_tokenizer
-from gplan_lib.prompt import PromptOptions, build_messages
-from gplan_lib.picd import CurriculumDataset, encode
-from gplan_lib.sc_dpo import (SCDPOLoss, _batch, encode_pairs, make_dpo_trainer, pair_logps, read_pairs, sc_dpo_loss,
-                              sequence_logps)
-from gplan_lib.sc_dpo_experiment import ids_digest
-from gplan_lib.scaffold import MAX_STEPS, latent_valid
-from gplan_lib.synth import SynthConfig, synthesize
-from gplan_lib.teacher import ExpertTeacher
-from gplan_lib.world import simulate_row
 from helpers import TINY_ARCH
+
+from gplan_lib.core.config import load_scale
+from gplan_lib.core.data import GsisrRow, load_rows
+from gplan_lib.core.intents import MAX_PLAN_LEN
+from gplan_lib.core.prompt import PromptOptions, build_messages
+from gplan_lib.core.scaffold import latent_valid
+from gplan_lib.picd.trainer import CurriculumDataset, encode
+from gplan_lib.sc_dpo.experiment import ids_digest
+from gplan_lib.sc_dpo.trainer import (
+    SCDPOLoss,
+    _batch,
+    encode_pairs,
+    make_dpo_trainer,
+    pair_logps,
+    read_pairs,
+    sc_dpo_loss,
+    sequence_logps,
+)
+from gplan_lib.synthesis.counterfactual import make_pairs
+from gplan_lib.synthesis.synthesize import SynthConfig, synthesize
+from gplan_lib.synthesis.teacher import ExpertTeacher
+from gplan_lib.synthesis.world import simulate_row
+from gplan_lib.training.config import TrainConfig
+from gplan_lib.training.modeling import add_latent_tokens, tiny_qwen3, train_tokenizer
 
 T = torch.tensor
 
@@ -103,7 +113,7 @@ def test_pair_responses_are_the_picd_full_stage_targets(ci_pairs):
         for key in ("chosen", "rejected"):
             row = GsisrRow(rec["row"]).replace(raw_labels=rec[key])
             data = CurriculumDataset(encode([row], tok, opts, max_len=4096), "picd")
-            data.set_curriculum_epoch(MAX_STEPS + 3)  # past every sample's last stage
+            data.set_curriculum_epoch(MAX_PLAN_LEN + 3)  # past every sample's last stage
             item = data[0]
             target = item["input_ids"][len(data.samples[0].prompt):]
             assert getattr(pair, key) == target, (rec["pair_id"], key)
@@ -138,7 +148,7 @@ def test_training_logs_trl_names_and_starts_at_the_reference(setup, tmp_path):
     ref_c, ref_r = pair_logps(model, pairs, tok.pad_token_id, batch_size=8)
     for p, c, r in zip(pairs, ref_c, ref_r):
         p.ref_chosen, p.ref_rejected = float(c), float(r)
-    hp = dict(batch_size=4, lr=1e-3, logging_steps=1, disable_tqdm=True)
+    hp = TrainConfig(batch_size=4, lr=1e-3, warmup_ratio=0.03, logging_steps=1, disable_tqdm=True)
     tr = make_dpo_trainer(model, tok, pairs, SCDPOLoss(), hp, str(tmp_path))
     tr.train()
     logs = [l for l in tr.state.log_history if "loss" in l]

@@ -7,11 +7,11 @@ import math
 import numpy as np
 import pytest
 
-from gplan_lib.modeling import add_latent_tokens, train_tokenizer
-from gplan_lib.prompt import PromptOptions
-from gplan_lib.regimes import prompt_corpus
-from gplan_lib.sc_dpo_experiment import likelihood_sensitivity
-from gplan_lib.seed_study import COMPARISONS, DPO_RUNS, PICD_RUNS, mcnemar_exact, sign_flip_test, summarise
+from gplan_lib.core.prompt import PromptOptions
+from gplan_lib.sc_dpo.experiment import likelihood_sensitivity
+from gplan_lib.studies.regimes import prompt_corpus
+from gplan_lib.studies.seed_study import COMPARISONS, DPO_RUNS, PICD_RUNS, mcnemar_exact, sign_flip_test, summarise
+from gplan_lib.training.modeling import add_latent_tokens, train_tokenizer
 
 
 def test_mcnemar_exact_by_hand():
@@ -69,8 +69,8 @@ def test_double_difference_is_zero_for_a_context_blind_model_and_positive_for_a_
 
 def test_pretraining_corpus_holds_prompts_only():
     opts = PromptOptions.named("tiny")
-    from gplan_lib.prompt import build_messages
-    from gplan_lib.world import simulate_row
+    from gplan_lib.core.prompt import build_messages
+    from gplan_lib.synthesis.world import simulate_row
     tok = train_tokenizer([m["content"] for i in range(20) for m in build_messages(simulate_row(7, i), opts)], 600)
     add_latent_tokens(tok)
     corpus = prompt_corpus(tok, opts, world_seed=7, n=5, max_len=4096)

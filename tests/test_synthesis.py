@@ -7,19 +7,20 @@ import random
 import pytest
 
 from gplan_lib.cli import main
-from gplan_lib.counterfactual import PERTURBATIONS, make_pairs
-from gplan_lib.data import load_rows, validate_cells
-from gplan_lib.floors import MajorityPlan, ThreeRulePlan
-from gplan_lib.intents import describe_intent, dumps_plan
-from gplan_lib.metrics import score_outputs
-from gplan_lib.noisy_teacher import MISTAKES, corrupt
-from gplan_lib.parsing import parse_output
-from gplan_lib.review import ReviewStore, load_seeds, read_seeds, review_panel
-from gplan_lib.rule_filter import STEP_RE, check_output
-from gplan_lib.situation import situation_of
-from gplan_lib.synth import SynthConfig, synthesize
-from gplan_lib.teacher import ExpertTeacher
-from gplan_lib.world import is_holiday, simulate_row
+from gplan_lib.core.data import load_rows, validate_cells
+from gplan_lib.core.floors import MajorityPlan, ThreeRulePlan
+from gplan_lib.core.intents import describe_intent, dumps_plan
+from gplan_lib.core.metrics import score_outputs
+from gplan_lib.core.parsing import parse_output
+from gplan_lib.core.rule_filter import STEP_RE, check_output
+from gplan_lib.core.situation import situation_of
+from gplan_lib.synthesis.counterfactual import PERTURBATIONS, make_pairs
+from gplan_lib.synthesis.noisy_teacher import MISTAKES, corrupt
+from gplan_lib.synthesis.review import ReviewStore, load_seeds, read_seeds
+from gplan_lib.synthesis.synthesize import SynthConfig, synthesize
+from gplan_lib.synthesis.teacher import ExpertTeacher
+from gplan_lib.synthesis.views import review_panel
+from gplan_lib.synthesis.world import is_holiday, simulate_row
 
 
 def test_world_rows_are_valid_consistent_and_deterministic():
@@ -105,7 +106,7 @@ def test_each_perturbation_changes_exactly_its_intended_facts():
     date moves the order's times with it, so "the service starts today" never flips by accident."""
     from dataclasses import asdict
 
-    from gplan_lib.counterfactual import INTENDED_FACTS
+    from gplan_lib.synthesis.counterfactual import INTENDED_FACTS
 
     seen = dict.fromkeys(PERTURBATIONS, 0)
     for i in range(400):
@@ -128,8 +129,8 @@ def test_each_perturbation_changes_exactly_its_intended_facts():
 def test_shifted_behaviour_events_name_the_right_weekday():
     from datetime import date
 
-    from gplan_lib.counterfactual import EVENT_RE, to_weekend
-    from gplan_lib.world import WEEKDAY_ZH
+    from gplan_lib.synthesis.counterfactual import EVENT_RE, to_weekend
+    from gplan_lib.synthesis.world import WEEKDAY_ZH
 
     row = next(r for r in (simulate_row(3, i) for i in range(50)) if r.time.weekday() < 4 and 1 < r.time.month < 12)
     cf = to_weekend(row, random.Random(0))
@@ -232,7 +233,7 @@ def test_predict_cli_writes_what_score_reads(tmp_path, capsys):
 def test_synth_by_scale_matches_the_notebook_config(tmp_path, capsys):
     assert main(["synth", "--scale", "ci", "--out", str(tmp_path / "s"), "--workers", "1"]) == 0
     manifest = json.loads((tmp_path / "s" / "manifest.json").read_text())
-    from gplan_lib.config import load_scale
+    from gplan_lib.core.config import load_scale
     assert {k: manifest["config"][k] for k in load_scale("ci")["synth"]} == load_scale("ci")["synth"]
     assert main(["synth", "--scale", "ci", "--out", str(tmp_path / "s")]) == 0  # reused, not rebuilt
     capsys.readouterr()
@@ -245,8 +246,8 @@ def test_figures_need_no_cjk_font(calibration_rows):
 
     import matplotlib
     matplotlib.use("Agg")
-    from gplan_lib import plan_stats
-    from gplan_lib.teacher import simulated_examples
+    from gplan_lib.core import plan_stats
+    from gplan_lib.synthesis.teacher import simulated_examples
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -259,7 +260,7 @@ def test_figures_need_no_cjk_font(calibration_rows):
 def test_pair_view_shows_whole_plans_and_highlights_where_they_differ(tmp_path):
     from html import escape
 
-    from gplan_lib.counterfactual import pair_view
+    from gplan_lib.core.reporting import pair_view
 
     synthesize(SynthConfig(n=80, test_size=10, pair_anchors=20, n_seeds=1, workers=1), tmp_path)
     recs = [json.loads(line) for line in (tmp_path / "pairs_train.jsonl").read_text().splitlines()]

@@ -171,7 +171,7 @@ def _open_and_run(driver, base: str, name: str) -> list[dict]:
         done = all(c["count"] is not None for c in cells)
         return cells if d.execute_script(READY_JS, name) == "idle" and (done or errored) else False
 
-    cells = WebDriverWait(driver, CELL_TIMEOUT_S, 1).until(finished)
+    WebDriverWait(driver, CELL_TIMEOUT_S, 1).until(finished)
     time.sleep(3)  # widgets and images render after the kernel goes idle
     return driver.execute_script(CELLS_JS, name)
 

@@ -1,0 +1,172 @@
+"""Every table and study figure the notebooks and the README show, built in one place: rows as lists of
+dicts (one first column, ``planner``, for rows that are planners) for display with pandas, and the figures
+of the committed seed and regime studies, which notebooks 02 and 03 read without retraining."""
+from __future__ import annotations
+
+from html import escape
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from .intents import describe_intent
+from .metrics import METRICS, Scores
+from .paper import TABLE1, TABLE5
+from .parsing import parse_output
+from .plotting import save_figure
+
+SEED_METRICS = ("acc1", "ndcg3", "nes")  # what the seed study keeps per row
+
+
+def metric_table(scores: Mapping[str, Scores], keys: Sequence[str], digits: int = 3) -> list[dict[str, Any]]:
+    """One row per planner: each metric's mean, rounded (``nan`` where a planner has no such metric)."""
+    return [{"planner": name, **{k: round(sc.means.get(k, float("nan")), digits) for k in keys}}
+            for name, sc in scores.items()]
+
+
+def interval_table(scores: Mapping[str, Scores], keys: Sequence[str] = (*METRICS, "validity")) -> list[dict[str, Any]]:
+    """One row per planner: each metric as ``mean [lo, hi]``."""
+    return [{"planner": name, "n": sc.n, **{k: sc.fmt(k) for k in keys}}
+            for name, sc in scores.items()]
+
+def beside_paper(ours: Mapping[str, Scores], paper: Mapping[str, Mapping[str, float]],
+                 names: Mapping[str, str], keys: Sequence[str]) -> list[dict[str, Any]]:
+    """Rows pairing our runs with the paper's: ``names`` maps our run name -> the paper's row."""
+    rows = []
+    for ours_name, paper_name in names.items():
+        sc = ours[ours_name]
+        row: dict[str, Any] = {"planner": ours_name}
+        for k in keys:
+            row[f"{k} (paper)"] = paper.get(paper_name, {}).get(k, np.nan)
+            row[f"{k} (ours)"] = sc.fmt(k)
+        rows.append(row)
+    return rows
+
+def table1(scores: Mapping[str, Scores], paper_rows: Mapping[str, str]) -> list[dict[str, Any]]:
+    """Table 1 rows: tool-level Acc@1 and NDCG@3 for every planner (full-intent Acc@1 where the
+    planner emits parameters), beside the paper's numbers where it reports that model (``paper_rows``: our
+    planner -> its row of paper Table 1)."""
+    rows = []
+    for name, sc in scores.items():
+        fmt = lambda k: sc.fmt(k) if k in sc.means else "-"
+        ref = TABLE1.get(paper_rows.get(name, ""), {})
+        rows.append({"planner": name, "tool Acc@1": fmt("tool_acc1"), "tool NDCG@3": fmt("tool_ndcg3"),
+                     "Acc@1 (full intent)": fmt("acc1"), "paper Acc@1": ref.get("acc1", np.nan),
+                     "paper NDCG@3": ref.get("ndcg3", np.nan)})
+    return rows
+
+def latency_table(latency: Mapping[str, Mapping[str, Any]], paper_seconds: Mapping[str, float]) -> list[dict[str, Any]]:
+    """Table 5 rows, rounded for reading: mean and 95% interval (ms), generated tokens, and the paper's
+    seconds for the method (``PICD (CALR)`` is the paper's ``PICD``)."""
+    return [{"planner": name, "mean ms": round(v["mean_ms"], 1),
+             "95% CI ms": f"{v['ci95_ms'][0]:.1f} - {v['ci95_ms'][1]:.1f}",
+             "new tokens": round(v["mean_new_tokens"], 1), "requests": v["n"],
+             "paper (s)": paper_seconds.get(name.split(" (")[0])} for name, v in latency.items()]
+
+def table5(batch1: Mapping[str, Mapping[str, Any]], loaded: Mapping[str, Mapping[str, Any]],
+           paper_rows: Mapping[str, str]) -> list[dict[str, Any]]:
+    """Table 5 rows: batch-1 and under-load mean response time with 95% intervals, tokens and
+    forward passes per request, and the paper's 4B time at QPS 10 (``paper_rows``: our planner -> its row of
+    paper Table 5)."""
+    ci = lambda d: f"{d['mean_ms']:.1f} [{d['ci95_ms'][0]:.1f}, {d['ci95_ms'][1]:.1f}]"
+    return [{"planner": name, "batch 1 (ms)": ci(b), "tokens": round(b["mean_new_tokens"], 1),
+             "forward passes": round(b.get("forward_passes", b["mean_new_tokens"]), 1),
+             "under load (ms)": ci(loaded[name]) if name in loaded else "-",
+             "paper 4B at QPS 10 (s)": TABLE5["4B"].get(paper_rows.get(name, ""), np.nan)} for name, b in batch1.items()]
+
+def seed_table(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per run: each metric as mean ± sd over seeds (for display with pandas)."""
+    return [{"planner": n, "seeds": len(r["seeds"]),
+             **{m: f"{np.mean(r[m]):.3f} ± {np.std(r[m], ddof=1) if len(r[m]) > 1 else 0:.3f}" for m in SEED_METRICS}}
+            for n, r in summary["runs"].items()]
+
+def paired_table(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per comparison: differences and p-values of the paired tests."""
+    return [{"comparison": k, "rows x seeds": v["n"], "Δ Acc@1": round(v["acc1_diff"], 3),
+             "A only / B only": f"{v['mcnemar_acc1']['a_only']} / {v['mcnemar_acc1']['b_only']}",
+             "McNemar p": round(v["mcnemar_acc1"]["p_value"], 4), "Δ NES": round(v["nes_diff"], 3),
+             "sign-flip p (NES)": round(v["sign_flip_nes_p"], 4)} for k, v in summary["paired"].items()]
+
+def regime_tables(results: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The PICD runs and the DPO variants as rows (for display with pandas)."""
+    picd = [{"planner": k, "Acc@1": round(v["acc1"], 3), "NDCG@3": round(v["ndcg3"], 3), "NES": round(v["nes"], 3),
+             "Latent-Valid": round(v["latent_valid"], 3), "final L_json": round(v["final_train_loss_json"], 4),
+             "DD > 0": round(v["double_difference_positive"], 3), "DD mean": round(v["double_difference_mean"], 3)}
+            for k, v in results.get("picd", {}).items()]
+    dpo = [{"planner": k, "Acc@1": round(v["acc1"], 3), "NES": round(v["nes"], 3),
+            "DD > 0": round(v["double_difference_positive"], 3), "DD mean": round(v["double_difference_mean"], 3),
+            "reward acc.": v["reward_accuracy"] if v["reward_accuracy"] is None else round(v["reward_accuracy"], 3),
+            "r+ / r- (final)": "-" if "final_rewards" not in v else
+            f"{v['final_rewards']['chosen']:.3f} / {v['final_rewards']['rejected']:.3f}",
+            "median grad norm": v.get("grad_norm_median") and round(v["grad_norm_median"], 2)}
+           for k, v in results.get("dpo", {}).items()]
+    return picd, dpo
+
+def plot_seeds(summary: dict[str, Any], path: str | Path | None = None):
+    """Per-seed points and the mean of each run, one panel per metric."""
+    import matplotlib.pyplot as plt
+
+    names = list(summary["runs"])
+    fig, axes = plt.subplots(1, len(SEED_METRICS), figsize=(5 * len(SEED_METRICS), 4.2), sharex=True)
+    for ax, m in zip(axes, SEED_METRICS):
+        for i, n in enumerate(names):
+            vals = summary["runs"][n][m]
+            ax.scatter([i] * len(vals), vals, color=f"C{i}", alpha=0.6, s=25)
+            ax.hlines(np.mean(vals), i - 0.3, i + 0.3, color=f"C{i}", lw=2.5)
+        ax.set_title(f"{m} ({len(summary['runs'][names[0]]['seeds'])} seeds; bar = mean)")
+        ax.set_xticks(range(len(names)), names, rotation=40, ha="right")
+    return save_figure(fig, path)
+
+def plot_regimes(results: dict[str, Any], path: str | Path | None = None):
+    """Left: Acc@1 of each PICD run by start and eta_struct. Right: the double difference (share > 0)
+    and Acc@1 of each DPO variant against its base."""
+    import matplotlib.pyplot as plt
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(14, 4.4))
+    picd = results.get("picd", {})
+    names = list(picd)
+    a.bar(range(len(names)), [picd[n]["acc1"] for n in names],
+          yerr=np.array([[picd[n]["acc1"] - picd[n]["ci95_acc1"][0], picd[n]["ci95_acc1"][1] - picd[n]["acc1"]]
+                         for n in names]).T if names else None,
+          color=["tab:orange" if picd[n]["schedule"] == "calr" else "tab:blue" for n in names], capsize=3)
+    a.set_xticks(range(len(names)), names, rotation=35, ha="right", fontsize=8)
+    a.set_title("PICD Acc@1 (orange CALR, blue cosine; 95% CI; one seed)")
+    dpo = results.get("dpo", {})
+    keys = list(dpo)
+    if len(keys) < 2:  # only the base was scored: the variants have not run
+        b.text(0.5, 0.5, "DPO variants not run yet (`make regimes` runs them)", ha="center", transform=b.transAxes)
+        b.set_axis_off()
+        return save_figure(fig, path)
+    x = np.arange(len(keys))
+    b.bar(x - 0.2, [dpo[k]["double_difference_positive"] for k in keys], 0.4, label="DD > 0 (share of pairs)")
+    b.bar(x + 0.2, [dpo[k]["acc1"] for k in keys], 0.4, label="Acc@1")
+    b.set_xticks(x, keys, rotation=35, ha="right", fontsize=8)
+    b.axhline(0.5, color="k", lw=0.5)
+    b.legend(fontsize=8)
+    b.set_title(f"DPO variants from {dpo.get('base', {}).get('name', 'the base')} (one seed)")
+    return save_figure(fig, path)
+
+
+def describe_pair(rec_x: dict, rec_xp: dict) -> tuple[dict[str, tuple[str, str]], dict[str, list[str]]]:
+    """For display: the cells that differ between x and x', and both matched plans in English."""
+    changed = {k: (rec_x["row"][k], rec_xp["row"][k]) for k in rec_x["row"] if rec_x["row"][k] != rec_xp["row"][k]}
+    plans = {"plan matched to x": parse_output(rec_x["chosen"]).plan, "plan matched to x'": parse_output(rec_xp["chosen"]).plan}
+    n = max(len(p) for p in plans.values())
+    return changed, {k: [describe_intent(a) for a in p] + [""] * (n - len(p)) for k, p in plans.items()}
+
+
+def pair_view(rec_x: dict, rec_xp: dict):
+    """A counterfactual pair side by side (HTML): what changed from x to x', then both matched plans
+    position by position, the positions where they differ highlighted; no text is cut."""
+    from IPython.display import HTML
+
+    changed, plans = describe_pair(rec_x, rec_xp)
+    cells = "; ".join(f"<code>{escape(k)}</code>: {escape(a)} &rarr; {escape(b)}" for k, (a, b) in changed.items())
+    left, right = plans["plan matched to x"], plans["plan matched to x'"]
+    mark = "background:#ffe08a"
+    rows = "".join(
+        f"<tr><td>{i + 1}</td><td style='{mark if a != b else ''}'>{escape(a)}</td>"
+        f"<td style='{mark if a != b else ''}'>{escape(b)}</td></tr>" for i, (a, b) in enumerate(zip(left, right)))
+    return HTML(f"<p><b>{escape(rec_x['perturbation'])}</b>: {cells}</p>"
+                "<table><tr><th>#</th><th>plan matched to x</th><th>plan matched to x'</th></tr>"
+                f"{rows}</table><p style='font-size:85%'>highlighted: the positions where the plans differ</p>")

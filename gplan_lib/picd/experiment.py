@@ -1,0 +1,167 @@
+"""The runs behind Tables 2, 3 and 5 (paper Sec. 5.4): Direct-SFT, CoT-SFT and PICD with the
+cosine, constant and CALR schedules, all from one initialisation on the same data.
+
+A run is reused when its directory holds a model card whose recorded config equals the current
+one; otherwise it is trained (the trained weights are the user's product: a different config
+never silently replaces them unless ``retrain`` is set).
+"""
+from __future__ import annotations
+
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from ..core.config import as_written, output_dirs
+from ..core.data import GsisrRow, load_rows
+from ..core.metrics import Scores
+from ..core.prompt import PromptOptions, build_messages
+from ..evaluation.latency import batch1_latency
+from ..training.checkpoints import checkpoint, config_key, train_or_reuse
+from ..training.generation import StudentPlanner, evaluate_student, model_card
+from ..training.modeling import add_latent_tokens, load_for_training, load_pretrained, save, tiny_qwen3, train_tokenizer
+from ..training.trainer import steps_per_epoch, warmup_steps
+from .config import PICDConfig
+from .trainer import EncodedSample, Mode, Schedule, b_star_of, compression_profile, encode, make_trainer
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One of the five trained variants: a table row name, what the target holds, the LR schedule."""
+
+    name: str
+    mode: Mode
+    schedule: Schedule
+
+    @property
+    def slug(self) -> str:
+        return f"{self.mode}-{self.schedule}"
+
+
+#: Direct-SFT and CoT-SFT use the standard cosine schedule (the paper does not say otherwise).
+VARIANTS = (Variant("Direct-SFT", "direct", "cosine"), Variant("CoT-SFT", "cot", "cosine"),
+            Variant("PICD (cosine)", "picd", "cosine"), Variant("PICD (constant)", "picd", "constant"),
+            Variant("PICD (CALR)", "picd", "calr"))
+
+
+def variant(name_or_slug: str) -> Variant:
+    """A variant by its table name (``PICD (CALR)``) or folder name (``picd-calr``)."""
+    for v in VARIANTS:
+        if name_or_slug in (v.name, v.slug):
+            return v
+    raise ValueError(f"unknown variant {name_or_slug!r}; choose one of {[v.slug for v in VARIANTS]}")
+
+
+class PICDExperiment:
+    """One scale's PICD experiment: data, tokenizer, initial model, the five variants and their evaluation."""
+
+    def __init__(self, scale: str, seed: int = 0, *, cfg: PICDConfig | None = None, work: str | Path | None = None,
+                 init_from: str | Path | None = None):
+        """``cfg``: the scale's ``picd`` settings changed (the regime study's LRs); ``work``: where the runs go
+        (default ``checkpoint(scale, seed=seed)``); ``init_from``: start every run from this saved model
+        (with its tokenizer and an ``init_key.txt``, e.g. a pretrained backbone) instead of a fresh one."""
+        self.scale, self.seed = scale, seed
+        self.cfg = cfg or PICDConfig.from_scale(scale)
+        self.dirs = output_dirs(scale)
+        self.data_dir, self.work = self.dirs.data, Path(work) if work else checkpoint(scale, seed=seed)
+        if not (self.data_dir / "train.csv").is_file():
+            raise FileNotFoundError(f"{self.data_dir} has no dataset: run notebooks/01_synthesis.ipynb at scale {scale!r} first")
+        self.options = PromptOptions.named(self.cfg.prompt)
+        self.train_rows = load_rows(self.data_dir / "train.csv")[: self.cfg.n_train]
+        self.test_rows = load_rows(self.data_dir / "test.csv")[: self.cfg.n_eval]
+        self.work.mkdir(parents=True, exist_ok=True)
+        self.init_dir = Path(init_from) if init_from else self.work / "init"
+        from accelerate import PartialState
+        if init_from:
+            from transformers import AutoTokenizer
+            self.tokenizer = AutoTokenizer.from_pretrained(self.init_dir)
+        else:
+            with PartialState().main_process_first():  # under `accelerate launch`, rank 0 builds, the rest reuse
+                self.tokenizer = self._init_model()
+        self.samples: list[EncodedSample] = encode(self.train_rows, self.tokenizer, self.options, self.cfg.max_len)
+
+    def _init_model(self):
+        """The tokenizer and initial weights every run starts from (built once, then reused)."""
+        m = self.cfg.model
+        manifest = self.data_dir / "manifest.json"
+        key = config_key({"model": as_written(m), "seed": self.seed,
+                          "data": manifest.read_text() if manifest.is_file() else str(self.data_dir),
+                          "prompt": self.cfg.prompt})
+        stamp = self.init_dir / "init_key.txt"
+        if stamp.is_file() and stamp.read_text() == key:
+            from transformers import AutoTokenizer
+            return AutoTokenizer.from_pretrained(self.init_dir)
+        torch.manual_seed(self.seed)
+        if m.kind == "tiny":
+            corpus = [msg["content"] for r in self.train_rows for msg in build_messages(r, self.options)]
+            tok = train_tokenizer(corpus + [r["raw_labels"] for r in self.train_rows], m.vocab_size)
+            add_latent_tokens(tok)
+            model = tiny_qwen3(tok, m.arch)
+        else:
+            model, tok = load_pretrained(m.name, m.dtype)
+        if self.init_dir.exists():
+            shutil.rmtree(self.init_dir)
+        save(model, tok, self.init_dir)
+        stamp.write_text(key)
+        return tok
+
+    @property
+    def n_parameters(self) -> int:
+        """Parameters of the initial model (counted once, stored beside it)."""
+        path = self.init_dir / "n_parameters.txt"
+        if not path.is_file():
+            from transformers import AutoModelForCausalLM
+            path.write_text(str(sum(p.numel() for p in AutoModelForCausalLM.from_pretrained(self.init_dir).parameters())))
+        return int(path.read_text())
+
+    @property
+    def b_star(self) -> int:
+        """B*: the scale's setting, else the p90 of B over the training set (Sec. 4.1.3)."""
+        return self.cfg.train.b_star or b_star_of(self.samples)
+
+    def schedule_inputs(self) -> dict[str, float]:
+        """What ``views.plot_lr_schedules`` draws the three schedules from (steps as one process plans them)."""
+        hp = self.cfg.train
+        spe = steps_per_epoch(len(self.samples), hp.batch_size, hp.grad_accum)
+        total = spe * hp.epochs
+        return {"total": total, "steps_per_epoch": spe, "warmup": warmup_steps(total, hp.warmup_ratio),
+                "b_star": self.b_star, "polish_ratio": hp.polish_lr / hp.lr, "eta": hp.lr}
+
+    def compression_profile(self) -> list[dict[str, float]]:
+        """Per epoch: blocks folded, share fully latent, CoT and JSON target tokens (``trainer.compression_profile``)."""
+        return compression_profile(self.samples, self.cfg.train.epochs)
+
+    def run_dir(self, v: Variant) -> Path:
+        return self.work / v.slug
+
+    def run_key(self, v: Variant) -> str:
+        return config_key({"init": (self.init_dir / "init_key.txt").read_text(), "train": as_written(self.cfg.train),
+                           "n_train": self.cfg.n_train, "run": asdict(v), "seed": self.seed})
+
+    def train(self, v: Variant, retrain: bool = False, deepspeed: str | None = None,
+              out: str | Path | None = None) -> list[dict[str, float]]:
+        """Train ``v`` from the initial weights (or reuse it); returns the trainer's log history.
+        ``deepspeed``: a DeepSpeed config for multi-GPU runs (an execution setting, not part of the key);
+        ``out``: the run's folder (default: ``run_dir(v)``)."""
+        def build(trainer_dir: str):
+            torch.manual_seed(self.seed)
+            model = load_for_training(self.init_dir, self.tokenizer, self.cfg.model)
+            return make_trainer(model, self.tokenizer, self.samples, v.mode, v.schedule, self.cfg.train,
+                                trainer_dir, seed=self.seed, deepspeed=deepspeed)
+
+        return train_or_reuse(Path(out) if out else self.run_dir(v), self.run_key(v), retrain, build, self.tokenizer,
+                              lambda tr: model_card(v.mode, self.options, schedule=v.schedule, b_star=tr.b_star,
+                                                    steps_per_epoch=tr.steps_per_epoch))
+
+    def evaluate(self, v: Variant, rows: Sequence[GsisrRow] | None = None) -> tuple[Scores, list[dict]]:
+        """Label metrics, validity and Latent-Valid of a variant's greedy outputs (batched)."""
+        return evaluate_student(self.run_dir(v), list(rows if rows is not None else self.test_rows),
+                                self.cfg.eval, self.seed, desc=v.name)
+
+    def latency(self, v: Variant, n: int | None = None) -> dict[str, float]:
+        """Mean response time and generated tokens per request at batch 1 (greedy, KV cache)."""
+        ev = self.cfg.eval
+        return batch1_latency(StudentPlanner(self.run_dir(v)), self.test_rows[: n or ev.latency_requests],
+                              ev.max_new_tokens, desc=f"{v.name} latency")

@@ -1,0 +1,221 @@
+"""The runs behind Table 4 (paper Sec. 5.4): PICD-CALR, + vanilla DPO, + SC-DPO, on the
+bidirectional counterfactual pairs, with context-sensitivity measures that need no LLM and can move
+in both directions (``sensitivity``):
+
+* the double difference DD = [log pi(y_a|x) - log pi(y_a|x')] - [log pi(y_b|x) - log pi(y_b|x')] per
+  held-out pair (y_a matched to x, y_b to x'): > 0 when the model ties each plan to its own context.
+  A context-blind model has DD = 0; its share > 0 and mean (nats) are reported.
+* reward accuracy: held-out records where the implicit reward beta*log(pi/pi_ref) of y+ beats y-'s
+  (the reference itself has no reward: None);
+* preference accuracy (log pi(y+|x) > log pi(y-|x)), kept for comparison: on pairs stored in both
+  directions it is 0.5 by construction for a model that ignores the context, so it cannot show
+  sensitivity going up or down;
+* the generation-level flip rate.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from ..core.config import as_written, output_dirs, replace
+from ..core.data import GsisrRow, load_rows
+from ..core.metrics import Scores, nes
+from ..core.parsing import parse_output
+from ..core.prompt import PromptOptions
+from ..picd.config import PICDConfig
+from ..training.checkpoints import checkpoint, config_key, train_or_reuse
+from ..training.config import EvalConfig, ModelConfig
+from ..training.generation import MODEL_CARD, StudentPlanner, evaluate_student
+from ..training.modeling import default_device, load_for_training
+from .config import SCDPOConfig, SCDPOLoss
+from .trainer import EncodedPair, encode_pairs, make_dpo_trainer, pair_logps, read_pairs
+
+#: Table 4's two post-training variants (row name -> variant) from the PICD-CALR student.
+DPO_VARIANTS = {"+ Vanilla DPO": "vanilla", "+ SC-DPO": "sc"}
+
+
+def ids_digest(pairs: Sequence[EncodedPair]) -> str:
+    """A hash of the encoded token ids of every pair (prompt, chosen, rejected)."""
+    h = hashlib.sha256()
+    for p in pairs:
+        h.update(json.dumps([p.prompt, p.chosen, p.rejected]).encode())
+    return h.hexdigest()[:16]
+
+
+def weights_digest(directory: str | Path) -> str:
+    """A hash of a saved model's weight files."""
+    h = hashlib.sha256()
+    for f in sorted(Path(directory).glob("*.safetensors")):
+        h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def likelihood_sensitivity(chosen: np.ndarray, rejected: np.ndarray, records: Sequence[dict[str, Any]],
+                           ref: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, Any]:
+    """The double difference per pair, reward accuracy (with a reference) and preference accuracy,
+    from log pi(y+|x) and log pi(y-|x) of pair records stored in both directions."""
+    margin: dict[str, list[float]] = {}  # pair id -> [log pi(y+|x) - log pi(y-|x)] of both directions
+    for rec, m in zip(records, chosen - rejected, strict=True):
+        margin.setdefault(rec["pair_id"], []).append(float(m))
+    dd = np.array([sum(v) for v in margin.values() if len(v) == 2])  # = DD: the two margins add up to it
+    reward_gap = None if ref is None else (chosen - ref[0]) - (rejected - ref[1])
+    return {"double_difference_positive": float(np.mean(dd > 0)), "double_difference_mean": float(np.mean(dd)),
+            "reward_accuracy": None if reward_gap is None else float(np.mean(reward_gap > 0)),
+            "preference_accuracy": float(np.mean(chosen > rejected)), "logp_chosen_mean": float(np.mean(chosen)),
+            "dd_pairs": int(dd.size)}
+
+
+def saved_pair_logps(directory: str | Path, pairs: Sequence[EncodedPair], pad_id: int, batch_size: int,
+                     response_only: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """log pi(y+|x) and log pi(y-|x) of every pair under the student saved in ``directory``."""
+    from transformers import AutoModelForCausalLM
+    model = AutoModelForCausalLM.from_pretrained(directory).to(default_device())
+    return pair_logps(model, pairs, pad_id, batch_size, desc="held-out pairs", response_only=response_only)
+
+
+class SCDPOExperiment:
+    """SC-DPO and vanilla DPO from one PICD checkpoint, on the pairs of a synthetic dataset."""
+
+    def __init__(self, scale: str, seed: int = 0, *, base: str | Path | None = None, work: str | Path | None = None,
+                 cfg: SCDPOConfig | None = None):
+        """``base``: the PICD student to start from (default: this seed's PICD-CALR); ``work``: where the
+        variants go (default ``checkpoint(scale, seed=seed)``); ``cfg``: the scale's ``sc_dpo`` settings changed."""
+        self.scale, self.seed = scale, seed
+        self.cfg = cfg or SCDPOConfig.from_scale(scale)
+        picd = PICDConfig.from_scale(scale)
+        self.model_cfg: ModelConfig = picd.model
+        self.eval_cfg: EvalConfig = picd.eval
+        self.dirs = output_dirs(scale)
+        self.work = Path(work) if work else checkpoint(scale, seed=seed)
+        self.base = Path(base) if base else checkpoint(scale, "picd-calr", seed)
+        if not (self.base / MODEL_CARD).is_file():
+            raise FileNotFoundError(f"{self.base} has no PICD student: run notebooks/02_picd.ipynb at scale {scale!r} first")
+        card = json.loads((self.base / MODEL_CARD).read_text())
+        self.base_key = card.get("key", str(self.base))
+        self.options = PromptOptions(**card["prompt_options"])
+        self.train_records = read_pairs(self.dirs.data / "pairs_train.jsonl")[: self.cfg.n_pairs]
+        self.test_records = read_pairs(self.dirs.data / "pairs_test.jsonl")[: self.cfg.n_test_pairs]
+        self.test_rows = load_rows(self.dirs.data / "test.csv")[: picd.n_eval]
+        self.work.mkdir(parents=True, exist_ok=True)
+        from transformers import AutoTokenizer
+        self.tokenizer = AutoTokenizer.from_pretrained(self.base)
+        self.train_pairs = encode_pairs(self.train_records, self.tokenizer, self.options)
+        self.test_pairs = encode_pairs(self.test_records, self.tokenizer, self.options)
+        self.base_digest = weights_digest(self.base)  # read once: the cache key and the sensitivity both need it
+        self._reference()
+
+    def _reference(self) -> None:
+        """Reference log-probs of the PICD model on every training and held-out pair, computed once
+        and cached under a key of the encoded ids and the reference weights (a change of either
+        recomputes them)."""
+        cache = self.work / "reference_logps.json"
+        key = config_key({"base": self.base_key, "weights": self.base_digest,
+                          "train_ids": ids_digest(self.train_pairs), "test_ids": ids_digest(self.test_pairs),
+                          **({"response_only": True} if self.response_only else {})})
+        ref = json.loads(cache.read_text()) if cache.is_file() else {}
+        if ref.get("key") != key:
+            model = load_for_training(self.base, self.tokenizer, self.model_cfg).to(default_device())
+            ref = {"key": key}
+            for split, pairs in (("train", self.train_pairs), ("test", self.test_pairs)):
+                c, r = pair_logps(model, pairs, self.tokenizer.pad_token_id, self.cfg.eval_batch_size,
+                                  desc=f"reference log-probs ({split})", response_only=self.response_only)
+                ref[split] = {"chosen": c.tolist(), "rejected": r.tolist()}
+            cache.write_text(json.dumps(ref))
+            del model
+        for split, pairs in (("train", self.train_pairs), ("test", self.test_pairs)):
+            for p, c, r in zip(pairs, ref[split]["chosen"], ref[split]["rejected"]):
+                p.ref_chosen, p.ref_rejected = c, r
+
+    @property
+    def response_only(self) -> bool:
+        """Whether log-probs take the response-only path (a per-scale training setting)."""
+        return self.cfg.train.response_logits
+
+    @property
+    def ref_logp_chosen_mean(self) -> float:
+        """Mean summed reference log-prob (nats) of the held-out chosen responses."""
+        return float(np.mean([p.ref_chosen for p in self.test_pairs]))
+
+    def weights(self, variant: str) -> SCDPOLoss:
+        """The loss of a variant: ``sc`` (Eq. 13), ``vanilla`` (Eq. 8 only), or an SC-DPO ablation
+        without one term: ``sc-no-anchor`` (Eq. 9), ``sc-no-gap`` (Eq. 10-11), ``sc-no-centre`` (Eq. 12)."""
+        w = self.cfg.loss
+        off = {"sc": {}, "sc-no-anchor": {"lambda_a": 0.0}, "sc-no-gap": {"lambda_gl": 0.0, "lambda_gh": 0.0},
+               "sc-no-centre": {"lambda_c": 0.0}}
+        if variant == "vanilla":
+            return SCDPOLoss.vanilla(w.beta)
+        if variant not in off:
+            raise ValueError(f"unknown DPO variant {variant!r}; choose vanilla or one of {sorted(off)}")
+        return dataclasses.replace(w, **off[variant])
+
+    def run_dir(self, variant: str, tag: str = "") -> Path:
+        return self.work / f"dpo-{variant}{'-' + tag if tag else ''}"
+
+    def train(self, variant: str, retrain: bool = False, tag: str = "", **train_overrides) -> list[dict[str, float]]:
+        """Train one variant from the PICD checkpoint (or reuse it); returns its log history.
+        ``train_overrides`` change the scale's training settings (e.g. epochs, lr, max_grad_norm) for
+        a run kept apart under ``tag``."""
+        hp = replace(self.cfg.train, **train_overrides)
+
+        def build(trainer_dir: str):
+            torch.manual_seed(self.seed)
+            model = load_for_training(self.base, self.tokenizer, self.model_cfg)
+            return make_dpo_trainer(model, self.tokenizer, self.train_pairs, self.weights(variant), hp,
+                                    trainer_dir, seed=self.seed)
+
+        written = {**as_written(self.cfg), "train": as_written(hp)} if train_overrides else as_written(self.cfg)
+        key = config_key({"base": self.base_key, "cfg": written, "variant": variant, "seed": self.seed})
+        base_card = json.loads((self.base / MODEL_CARD).read_text())
+        return train_or_reuse(self.run_dir(variant, tag), key, retrain, build, self.tokenizer,
+                              lambda tr: {**base_card, "dpo_variant": variant})
+
+    def evaluate(self, directory: str | Path, name: str = "generate") -> tuple[Scores, list[dict]]:
+        """Label metrics, validity and Latent-Valid of a saved student (the base or a variant) on the
+        held-out synthetic rows, decoded as notebook 02 decodes."""
+        return evaluate_student(directory, self.test_rows, self.eval_cfg, self.seed, desc=name)
+
+    def sensitivity(self, directory: str | Path, generate: bool = True) -> dict[str, Any]:
+        """Context sensitivity of a saved student on the held-out pairs (see the module docstring);
+        ``generate=False`` leaves out the flip rate, the one measure that decodes."""
+        c, r = saved_pair_logps(directory, self.test_pairs, self.tokenizer.pad_token_id, self.cfg.eval_batch_size,
+                                self.response_only)
+        ref = None if weights_digest(directory) == self.base_digest else (
+            np.array([p.ref_chosen for p in self.test_pairs]), np.array([p.ref_rejected for p in self.test_pairs]))
+        return {**likelihood_sensitivity(c, r, self.test_records, ref),
+                **(self.flip_rate(directory) if generate else {})}
+
+    def flip_rate(self, directory: str | Path) -> dict[str, float]:
+        """Generate under x and under x' for each held-out pair: the plan under x should be closer
+        (NES) to y+ than to y-, and under x' the reverse. ``flip_rate``: both hold."""
+        by_pair: dict[str, dict[str, dict]] = {}
+        for rec in self.test_records:
+            by_pair.setdefault(rec["pair_id"], {})[rec["direction"]] = rec
+        pairs = [v for v in by_pair.values() if {"x", "x'"} <= set(v)]
+        rows = [GsisrRow(p[d]["row"]) for p in pairs for d in ("x", "x'")]
+        outs = StudentPlanner(directory).generate(rows, self.cfg.eval_batch_size, self.cfg.max_new_tokens,
+                                                  desc="flip rate")
+        matched, flips = [], []
+        for i, p in enumerate(pairs):
+            plan_x, plan_xp = parse_output(p["x"]["chosen"]).plan, parse_output(p["x'"]["chosen"]).plan
+            g_x, g_xp = parse_output(outs[2 * i]["output"]).plan, parse_output(outs[2 * i + 1]["output"]).plan
+            a, b = nes(g_x, plan_x) > nes(g_x, plan_xp), nes(g_xp, plan_xp) > nes(g_xp, plan_x)
+            matched += [a, b]
+            flips.append(a and b)
+        return {"flip_rate": float(np.mean(flips)), "context_matched": float(np.mean(matched)), "pairs": len(pairs)}
+
+
+def reward_histories(histories: dict[str, Sequence[dict[str, Any]]]) -> dict[str, dict[str, list[float]]]:
+    """Per variant: step, r+, r-, gap and centre from the trainer logs (trl names)."""
+    out = {}
+    for name, hist in histories.items():
+        logs = [h for h in hist if "rewards/chosen" in h]
+        out[name] = {"step": [h["step"] for h in logs], "r+": [h["rewards/chosen"] for h in logs],
+                     "r-": [h["rewards/rejected"] for h in logs], "gap": [h["rewards/margins"] for h in logs],
+                     "center": [h["rewards/center"] for h in logs]}
+    return out

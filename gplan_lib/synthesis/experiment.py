@@ -1,0 +1,64 @@
+"""Notebook 01's experiment (paper Sec. 3.2, 4.2.1): one scale's synthetic dataset - built once from the
+simulated world, the offline teacher, the noisy teacher and the filter, the counterfactual pairs and the
+seed set - and what it is compared with: the released rows, where present."""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ..core.config import output_dirs
+from ..core.data import GsisrRow, load_rows
+from ..core.floors import MajorityPlan, ThreeRulePlan
+from ..core.metrics import Scores
+from ..core.paths import released_csv
+from ..core.planner import score_planner
+from .config import SynthConfig
+from .review import ReviewStore, load_seeds, read_seeds
+from .synthesize import ensure_dataset
+from .teacher import ExpertTeacher
+
+
+class SynthesisExperiment:
+    def __init__(self, scale: str, seed: int = 0):
+        self.scale, self.seed = scale, seed
+        self.cfg = SynthConfig.from_scale(scale, seed)
+        self.dirs = output_dirs(scale)
+        self.data = self.dirs.data
+
+    def dataset(self, overwrite: bool = False) -> dict[str, Any]:
+        """The dataset's manifest, building data/synth/<scale>/ first unless it already holds this config's
+        files (a different dataset is replaced only with ``overwrite``)."""
+        return ensure_dataset(self.cfg, self.data, overwrite=overwrite)
+
+    def filter_report(self) -> dict[str, Any]:
+        return json.loads((self.data / "filter_report.json").read_text())
+
+    def train_rows(self) -> list[GsisrRow]:
+        return load_rows(self.data / "train.csv")
+
+    def pairs(self, split: str = "train") -> list[dict[str, Any]]:
+        """The counterfactual pair records of ``split`` (``train`` or ``test``), both directions."""
+        return [json.loads(line) for line in (self.data / f"pairs_{split}.jsonl").read_text().splitlines()]
+
+    def review_store(self) -> ReviewStore:
+        return ReviewStore(self.data / "seed_review.json")
+
+    def raw_seeds(self) -> list[dict[str, Any]]:
+        return read_seeds(self.data / "seeds.jsonl")
+
+    def seeds(self) -> list[dict[str, Any]]:
+        """The seeds with the review's decisions applied (what the LLM teacher is prompted with)."""
+        return load_seeds(self.data)
+
+    @staticmethod
+    def released() -> list[GsisrRow]:
+        """The released rows (``paths.released_csv``), or none."""
+        path = released_csv()
+        return load_rows(path) if path else []
+
+    def teacher_on_released(self, released: list[GsisrRow]) -> dict[str, Scores]:
+        """The offline teacher and the two floors (the majority plan fitted on the synthetic training rows)
+        scored on the released rows: what sim-to-real transfer can reach, and must beat."""
+        planners = {"expert teacher": ExpertTeacher(), "three-rule": ThreeRulePlan(),
+                    "majority plan (synthetic train)": MajorityPlan([r.plan for r in self.train_rows()])}
+        return {name: score_planner(p, released, seed=self.seed) for name, p in planners.items()}

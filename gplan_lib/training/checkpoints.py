@@ -1,0 +1,129 @@
+"""Trained runs as directories: weights, tokenizer, a model card with the config key, the log
+history. ``checkpoint`` is the one place their folders are named. A run is reused when its key matches;
+a run trained with another config is never replaced unless asked (the trained weights are the user's
+product)."""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from tqdm.auto import tqdm
+from transformers import Trainer, TrainerCallback
+from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+from ..core.paths import REPO
+from .generation import MODEL_CARD
+from .modeling import merged, save
+
+CHECKPOINTS = REPO / "checkpoints"
+
+
+def checkpoint(scale: str, name: str | None = None, seed: int = 0) -> Path:
+    """checkpoints/<scale>/ for training seed 0 (the notebooks' runs), checkpoints/<scale>/seed-<s>/ for the
+    seed study's other seeds, and with ``name`` a run's folder in it: ``init``, ``direct-cosine``,
+    ``cot-cosine``, ``picd-{cosine,constant,calr}``, ``dpo-{vanilla,sc}``, ``regimes/...``."""
+    root = CHECKPOINTS / scale if seed == 0 else CHECKPOINTS / scale / f"seed-{seed}"
+    return root / name if name else root
+
+
+def config_key(obj: Any) -> str:
+    """A short, stable hash of a JSON-able config."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+class EpochLog(TrainerCallback):
+    """One printed line per epoch naming the run (progress bars are widgets in a notebook, which a
+    papermill log does not show; these lines are)."""
+
+    def __init__(self, name: str):
+        self.name, self.start = name, time.perf_counter()
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.start = time.perf_counter()
+        if state.is_world_process_zero:
+            print(f"[{self.name}] training {state.max_steps} steps over {args.num_train_epochs:g} epochs", flush=True)
+
+    def on_epoch_end(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            loss = next((h["loss"] for h in reversed(state.log_history) if "loss" in h), math.nan)
+            print(f"[{self.name}] epoch {state.epoch:.0f}/{args.num_train_epochs:g}, step {state.global_step}/"
+                  f"{state.max_steps}, loss {float(loss):.4f}, {time.perf_counter() - self.start:.0f} s", flush=True)
+
+
+class RunProgress(TrainerCallback):
+    """One progress bar per run, named after it, with the last logged loss (replaces the Trainer's
+    unnamed bar and, where bars are off, its raw log dictionaries; EpochLog still prints each epoch)."""
+
+    def __init__(self, name: str, bar: bool):
+        self.name, self.bar, self.pbar = name, bar, None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if self.bar and state.is_world_process_zero:
+            self.pbar = tqdm(total=state.max_steps, desc=f"training {self.name}", unit="step")
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.pbar is not None:
+            self.pbar.update(state.global_step - self.pbar.n)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if self.pbar is not None and logs and "loss" in logs:
+            self.pbar.set_postfix(loss=f"{float(logs['loss']):.3f}", epoch=f"{state.epoch:.1f}")
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self.pbar is not None:
+            self.pbar.close()
+            self.pbar = None
+
+
+def label_progress(trainer: Trainer, name: str) -> None:
+    """Name the run in the progress a trainer shows (a bar per run, or per-epoch lines when bars are off)."""
+    trainer.remove_callback(ProgressCallback)
+    trainer.remove_callback(PrinterCallback)
+    trainer.add_callback(RunProgress(name, bar=not trainer.args.disable_tqdm))
+    trainer.add_callback(EpochLog(name))
+
+
+def train_or_reuse(out: Path, key: str, retrain: bool, build: Callable[[str], Trainer], tokenizer,
+                   card: Callable[[Trainer], dict[str, Any]]) -> list[dict[str, Any]]:
+    """Reuse ``out`` if its card has ``key``; otherwise train ``build(trainer_dir)`` and save the run.
+    An interrupted run of the same key resumes from its last periodic checkpoint (written when the
+    scale sets ``save_steps``). Returns the trainer's log history."""
+    from accelerate import PartialState
+    from transformers.trainer_utils import get_last_checkpoint
+    card_path, started = out / MODEL_CARD, out / "training_key.txt"
+    if card_path.is_file():
+        if json.loads(card_path.read_text()).get("key") == key and not retrain:
+            return json.loads((out / "log_history.json").read_text())
+        if not retrain:
+            raise FileExistsError(f"{out} holds a run trained with another config; pass retrain=True to replace it")
+    resume = None
+    if not retrain and started.is_file() and started.read_text() == key and (out / "trainer").is_dir():
+        resume = get_last_checkpoint(str(out / "trainer"))
+    state = PartialState()  # under torchrun / accelerate: only rank 0 touches the filesystem
+    if resume is None and state.is_main_process:
+        if out.exists():
+            shutil.rmtree(out)
+        out.mkdir(parents=True)
+        started.write_text(key)
+    state.wait_for_everyone()
+    trainer = build(str(out / "trainer"))
+    label_progress(trainer, out.name)
+    if resume and state.is_main_process:
+        print(f"[{out.name}] resuming from {resume}", flush=True)
+    trainer.train(resume_from_checkpoint=resume)
+    if trainer.is_deepspeed_enabled:  # ZeRO-3 shards the weights: the Trainer gathers and saves them
+        trainer.save_model(str(out))
+    elif trainer.is_world_process_zero():
+        save(merged(trainer.model), tokenizer, out)
+    if trainer.is_world_process_zero():
+        tokenizer.save_pretrained(out)
+        shutil.rmtree(out / "trainer", ignore_errors=True)
+        started.unlink(missing_ok=True)
+        card_path.write_text(json.dumps({**card(trainer), "key": key}, indent=1))
+        (out / "log_history.json").write_text(json.dumps(trainer.state.log_history))
+    return trainer.state.log_history

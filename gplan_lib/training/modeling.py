@@ -1,0 +1,128 @@
+"""Model and tokenizer factory (paper Sec. 5.1.3: Qwen3 backbones).
+
+Default (CPU): a byte-level BPE tokenizer trained locally on the synthetic corpus, with Qwen's
+ChatML special tokens and chat template, and a tiny ``Qwen3ForCausalLM`` built from a config; both
+saved and reloaded with ``from_pretrained`` from a local directory, the code path that loads
+Qwen3-1.7B/4B by name or path at full scale. Either way the 33 latent tokens are added as ordinary
+(non-special) tokens, as the released code does, and the embeddings are resized. Optional LoRA
+trains the new token rows too (peft ``trainable_token_indices``); optional 4-bit QLoRA.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Iterable
+
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast, Qwen3Config, Qwen3ForCausalLM
+
+from ..core.scaffold import LATENT_TOKENS
+from .config import ModelConfig
+
+SPECIAL = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
+CHATML_TEMPLATE = (
+    "{%- for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n' }}"
+    "{%- endfor %}{%- if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{%- endif %}")
+EMPTY_THINK_RE = re.compile(r"<think>\s*</think>\s*")
+
+
+def train_tokenizer(texts: Iterable[str], vocab_size: int = 4000) -> PreTrainedTokenizerFast:
+    """Byte-level BPE trained on ``texts`` with the ChatML special tokens and template."""
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=list(SPECIAL), show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(texts, trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>",
+                                   additional_special_tokens=["<|im_start|>"])
+    fast.chat_template = CHATML_TEMPLATE
+    return fast
+
+
+def add_latent_tokens(tokenizer, model: torch.nn.Module | None = None) -> list[int]:
+    """Add the 33 latent tokens (ordinary tokens) and give the model rows for them; returns their ids.
+
+    The rows are set explicitly to the mean of the rows the tokenizer already used (input and, when
+    untied, output embeddings): a checkpoint whose matrix is padded past its vocabulary (Qwen3: 151,936
+    rows for 151,669 tokens) needs no resize, and its spare rows hold values nobody chose."""
+    before = len(tokenizer)
+    new = [t for t in LATENT_TOKENS if t not in tokenizer.get_vocab()]
+    tokenizer.add_tokens(new)
+    ids = tokenizer.convert_tokens_to_ids(list(LATENT_TOKENS))
+    if model is not None and new:
+        if model.get_input_embeddings().num_embeddings < len(tokenizer):
+            model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+        rows = tokenizer.convert_tokens_to_ids(new)
+        with torch.no_grad():
+            for emb in {id(m): m for m in (model.get_input_embeddings(), model.get_output_embeddings()) if m is not None}.values():
+                emb.weight[rows] = emb.weight[:before].float().mean(0).to(emb.weight.dtype)  # (d,) into each new row
+    return ids
+
+
+def default_device() -> str:
+    """The one device rule: CUDA when present, else the CPU (students, reference passes, scoring)."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def chat_prompt(tokenizer, messages: list[dict[str, str]]) -> str:
+    """The generation prompt as the released code builds it: thinking disabled, the empty
+    <think> block Qwen3 appends removed, ending at ``<|im_start|>assistant\\n``."""
+    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True, enable_thinking=False)
+    return EMPTY_THINK_RE.sub("", text)
+
+
+def tiny_qwen3(tokenizer, arch: dict[str, Any]) -> Qwen3ForCausalLM:
+    """A Qwen3 model from a config (``head_dim`` set explicitly: its default is 128)."""
+    cfg = Qwen3Config(vocab_size=len(tokenizer), bos_token_id=None, eos_token_id=tokenizer.eos_token_id,
+                      pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=True, **arch)
+    return Qwen3ForCausalLM(cfg)
+
+
+def load_pretrained(name_or_path: str | Path, dtype: str = "bfloat16"):
+    """A Qwen3 checkpoint by name or local path, with the latent tokens added and embeddings resized."""
+    tokenizer = AutoTokenizer.from_pretrained(name_or_path)
+    model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=getattr(torch, dtype))
+    add_latent_tokens(tokenizer, model)
+    return model, tokenizer
+
+
+def load_for_training(directory: str | Path, tokenizer, model_cfg: ModelConfig):
+    """The model a run starts from. Tiny models and full fine-tuning: fp32 master weights (the
+    Trainer's ``bf16`` setting computes in bf16 under autocast; bf16 weights under plain AdamW would
+    round most updates away at the paper's LRs). LoRA / QLoRA: the frozen base in the configured
+    ``dtype`` (4-bit with ``qlora``), adapters and the latent-token rows trained."""
+    if model_cfg.kind == "tiny" or not (model_cfg.lora or model_cfg.qlora):
+        return AutoModelForCausalLM.from_pretrained(directory, dtype=torch.float32)
+    dtype = getattr(torch, model_cfg.dtype)
+    kwargs: dict[str, Any] = {"dtype": dtype}
+    if model_cfg.qlora:
+        from transformers import BitsAndBytesConfig
+        kwargs["quantization_config"] = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                                                           bnb_4bit_compute_dtype=dtype)
+    model = AutoModelForCausalLM.from_pretrained(directory, **kwargs)
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+    if model_cfg.qlora:
+        model = prepare_model_for_kbit_training(model)
+    latent_ids = tokenizer.convert_tokens_to_ids(list(LATENT_TOKENS))
+    lora = {"r": 16, "lora_alpha": 32, "lora_dropout": 0.05, "target_modules": "all-linear", **(model_cfg.lora or {})}
+    return get_peft_model(model, LoraConfig(task_type="CAUSAL_LM", trainable_token_indices=latent_ids, **lora))
+
+
+def merged(model):
+    """A plain model to save: LoRA adapters merged into the weights (no-op for full fine-tuning)."""
+    return model.merge_and_unload() if hasattr(model, "merge_and_unload") else model
+
+
+def save(model, tokenizer, directory: str | Path) -> Path:
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
+def load(directory: str | Path, dtype: torch.dtype = torch.float32):
+    """Reload a saved model and tokenizer from a local directory."""
+    return AutoModelForCausalLM.from_pretrained(directory, dtype=dtype), AutoTokenizer.from_pretrained(directory)
