@@ -29,6 +29,7 @@ def interval_table(scores: Mapping[str, Scores], keys: Sequence[str] = (*METRICS
     return [{"planner": name, "n": sc.n, **{k: sc.fmt(k) for k in keys}}
             for name, sc in scores.items()]
 
+
 def beside_paper(ours: Mapping[str, Scores], paper: Mapping[str, Mapping[str, float]],
                  names: Mapping[str, str], keys: Sequence[str]) -> list[dict[str, Any]]:
     """Rows pairing our runs with the paper's: ``names`` maps our run name -> the paper's row."""
@@ -41,6 +42,7 @@ def beside_paper(ours: Mapping[str, Scores], paper: Mapping[str, Mapping[str, fl
             row[f"{k} (ours)"] = sc.fmt(k)
         rows.append(row)
     return rows
+
 
 def table1(scores: Mapping[str, Scores], paper_rows: Mapping[str, str]) -> list[dict[str, Any]]:
     """Table 1 rows: tool-level Acc@1 and NDCG@3 for every planner (full-intent Acc@1 where the
@@ -55,6 +57,7 @@ def table1(scores: Mapping[str, Scores], paper_rows: Mapping[str, str]) -> list[
                      "paper NDCG@3": ref.get("ndcg3", np.nan)})
     return rows
 
+
 def latency_table(latency: Mapping[str, Mapping[str, Any]], paper_seconds: Mapping[str, float]) -> list[dict[str, Any]]:
     """Table 5 rows, rounded for reading: mean and 95% interval (ms), generated tokens, and the paper's
     seconds for the method (``PICD (CALR)`` is the paper's ``PICD``)."""
@@ -62,6 +65,7 @@ def latency_table(latency: Mapping[str, Mapping[str, Any]], paper_seconds: Mappi
              "95% CI ms": f"{v['ci95_ms'][0]:.1f} - {v['ci95_ms'][1]:.1f}",
              "new tokens": round(v["mean_new_tokens"], 1), "requests": v["n"],
              "paper (s)": paper_seconds.get(name.split(" (")[0])} for name, v in latency.items()]
+
 
 def table5(batch1: Mapping[str, Mapping[str, Any]], loaded: Mapping[str, Mapping[str, Any]],
            paper_rows: Mapping[str, str]) -> list[dict[str, Any]]:
@@ -74,11 +78,13 @@ def table5(batch1: Mapping[str, Mapping[str, Any]], loaded: Mapping[str, Mapping
              "under load (ms)": ci(loaded[name]) if name in loaded else "-",
              "paper 4B at QPS 10 (s)": TABLE5["4B"].get(paper_rows.get(name, ""), np.nan)} for name, b in batch1.items()]
 
+
 def seed_table(summary: dict[str, Any]) -> list[dict[str, Any]]:
     """One row per run: each metric as mean ± sd over seeds (for display with pandas)."""
     return [{"planner": n, "seeds": len(r["seeds"]),
              **{m: f"{np.mean(r[m]):.3f} ± {np.std(r[m], ddof=1) if len(r[m]) > 1 else 0:.3f}" for m in SEED_METRICS}}
             for n, r in summary["runs"].items()]
+
 
 def paired_table(summary: dict[str, Any]) -> list[dict[str, Any]]:
     """One row per comparison: differences and p-values of the paired tests."""
@@ -86,6 +92,7 @@ def paired_table(summary: dict[str, Any]) -> list[dict[str, Any]]:
              "A only / B only": f"{v['mcnemar_acc1']['a_only']} / {v['mcnemar_acc1']['b_only']}",
              "McNemar p": round(v["mcnemar_acc1"]["p_value"], 4), "Δ NES": round(v["nes_diff"], 3),
              "sign-flip p (NES)": round(v["sign_flip_nes_p"], 4)} for k, v in summary["paired"].items()]
+
 
 def regime_tables(results: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The PICD runs and the DPO variants as rows (for display with pandas)."""
@@ -102,6 +109,7 @@ def regime_tables(results: dict[str, Any]) -> tuple[list[dict[str, Any]], list[d
            for k, v in results.get("dpo", {}).items()]
     return picd, dpo
 
+
 def plot_seeds(summary: dict[str, Any], path: str | Path | None = None):
     """Per-seed points and the mean of each run, one panel per metric."""
     import matplotlib.pyplot as plt
@@ -116,6 +124,7 @@ def plot_seeds(summary: dict[str, Any], path: str | Path | None = None):
         ax.set_title(f"{m} ({len(summary['runs'][names[0]]['seeds'])} seeds; bar = mean)")
         ax.set_xticks(range(len(names)), names, rotation=40, ha="right")
     return save_figure(fig, path)
+
 
 def plot_regimes(results: dict[str, Any], path: str | Path | None = None):
     """Left: Acc@1 of each PICD run by start and eta_struct. Right: the double difference (share > 0)

@@ -21,7 +21,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..core.paths import OUTPUTS
-from ..core.reporting import plot_seeds
+from ..core.reporting import SEED_METRICS, plot_seeds
 
 #: Runs in table order: Table 3's five SFT/PICD runs, then Table 4's two post-training variants.
 PICD_RUNS = ("Direct-SFT", "CoT-SFT", "PICD (cosine)", "PICD (constant)", "PICD (CALR)")
@@ -29,7 +29,6 @@ DPO_RUNS = ("+ Vanilla DPO", "+ SC-DPO")
 #: (A, B): is A different from B? The paper's claims, each as one comparison.
 COMPARISONS = (("PICD (CALR)", "PICD (cosine)"), ("PICD (CALR)", "PICD (constant)"), ("PICD (CALR)", "Direct-SFT"),
                ("PICD (CALR)", "CoT-SFT"), ("+ SC-DPO", "PICD (CALR)"), ("+ SC-DPO", "+ Vanilla DPO"))
-METRICS = ("acc1", "ndcg3", "nes")
 
 
 def seed_file(scale: str, seed: int) -> Path:
@@ -65,7 +64,7 @@ def run_seed(scale: str, seed: int) -> dict[str, Any]:
                            "runs": {}, "sensitivity": {}}
 
     def keep(name: str, scores) -> None:
-        out["runs"][name] = {m: [s[m] for s in scores.per_sample] for m in METRICS}
+        out["runs"][name] = {m: [s[m] for s in scores.per_sample] for m in SEED_METRICS}
 
     for v in VARIANTS:
         exp.train(v)
@@ -106,11 +105,11 @@ def summarise(per_seed: Sequence[dict[str, Any]]) -> dict[str, Any]:
     per_seed = sorted(per_seed, key=lambda s: s["seed"])
     names = [n for n in (*PICD_RUNS, *DPO_RUNS) if all(n in s["runs"] for s in per_seed)]
     runs = {n: {"seeds": [s["seed"] for s in per_seed],
-                **{m: [float(np.mean(s["runs"][n][m])) for s in per_seed] for m in METRICS}} for n in names}
+                **{m: [float(np.mean(s["runs"][n][m])) for s in per_seed] for m in SEED_METRICS}} for n in names}
     paired = {}
     for a, b in COMPARISONS:
         if a in runs and b in runs:
-            pooled = {n: {m: [v for s in per_seed for v in s["runs"][n][m]] for m in METRICS} for n in (a, b)}
+            pooled = {n: {m: [v for s in per_seed for v in s["runs"][n][m]] for m in SEED_METRICS} for n in (a, b)}
             paired[f"{a} vs {b}"] = {
                 "n": len(pooled[a]["acc1"]), "acc1_diff": float(np.mean(pooled[a]["acc1"]) - np.mean(pooled[b]["acc1"])),
                 "mcnemar_acc1": mcnemar_exact(pooled[a]["acc1"], pooled[b]["acc1"]),
