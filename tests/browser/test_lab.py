@@ -26,6 +26,7 @@ OUT = REPO / "runs" / "lab-test"
 NOTEBOOKS = sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 DEBIAN_PACKAGES = ("chromium", "chromium-driver", "fonts-noto-cjk")
 CELL_TIMEOUT_S = 600
+WIDGET = "application/vnd.jupyter.widget-view+json"
 
 #: The notebook panel's code cells as the browser holds them: execution count, outputs, and for each
 #: output area what it rendered (widget controls, text fallbacks, images).
@@ -157,6 +158,7 @@ def lab(tmp_path_factory):
 
 
 def _open_and_run(driver, base: str, name: str) -> list[dict]:
+    from selenium.common.exceptions import TimeoutException
     from selenium.webdriver.support.ui import WebDriverWait
 
     driver.get(f"{base}/lab/tree/notebooks/{name}")
@@ -172,8 +174,18 @@ def _open_and_run(driver, base: str, name: str) -> list[dict]:
         return cells if d.execute_script(READY_JS, name) == "idle" and (done or errored) else False
 
     WebDriverWait(driver, CELL_TIMEOUT_S, 1).until(finished)
-    time.sleep(3)  # widgets and images render after the kernel goes idle
-    return driver.execute_script(CELLS_JS, name)
+
+    def rendered(d):  # widgets and images render after the kernel goes idle
+        cells = d.execute_script(CELLS_JS, name)
+        png = sum("image/png" in o["mimes"] for c in cells for o in c["outputs"])
+        widgets = [c for c in cells if any(WIDGET in o["mimes"] for o in c["outputs"])]
+        done = sum(c["images"] for c in cells) >= png and all(c["widgets"] for c in widgets)
+        return cells if done else False
+
+    try:
+        return WebDriverWait(driver, 60, 1).until(rendered)
+    except TimeoutException:  # the assertions below say what did not render
+        return driver.execute_script(CELLS_JS, name)
 
 
 def _cell_with(driver, selector: str, text: str | None = None):
@@ -192,6 +204,7 @@ def _check_slider(driver) -> str:
     """02: the scaffold slider moves one stage and the folded text beside it changes."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
 
     node, handle = _cell_with(driver, ".widget-slider .noUi-handle")
     readout = node.find_element(By.CSS_SELECTOR, ".widget-slider .widget-readout")
@@ -199,20 +212,22 @@ def _check_slider(driver) -> str:
     before, text_before = readout.text, area()
     handle.click()
     handle.send_keys(Keys.ARROW_RIGHT)
-    time.sleep(2)
-    assert readout.text != before and area() != text_before, (before, readout.text)
+    WebDriverWait(driver, 30, 0.5).until(lambda d: readout.text != before and area() != text_before,
+                                         f"the slider did not move from {before}")
     return f"slider {before} -> {readout.text}, the folded text changed"
 
 
 def _check_review(driver) -> str:
     """01: the review panel's accept button records a decision (header, status and count update)."""
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
 
     node, button = _cell_with(driver, "button.jupyter-button", "accept")
     button.click()
-    time.sleep(2)
-    text = node.find_element(By.CSS_SELECTOR, ".jp-OutputArea").text
-    assert "saved to" in text and "accept" in text and "decisions recorded" in text, text
+    area = lambda: node.find_element(By.CSS_SELECTOR, ".jp-OutputArea").text
+    WebDriverWait(driver, 30, 0.5).until(lambda d: "saved to" in area(), "the review panel recorded nothing")
+    text = area()
+    assert "accept" in text and "decisions recorded" in text, text
     return "review: accept recorded (" + next(line for line in text.splitlines() if "decisions recorded" in line) + ")"
 
 
@@ -231,7 +246,7 @@ def test_a_newcomer_runs_the_notebook_in_jupyterlab(lab, notebook):
     assert not errors, errors
     silent = [c["index"] for c in cells if not c["outputs"] and "parameters" not in c["tags"]]
     assert not silent, f"code cells with no output: {silent}"
-    widget_cells = [c for c in cells if any("application/vnd.jupyter.widget-view+json" in o["mimes"] for o in c["outputs"])]
+    widget_cells = [c for c in cells if any(WIDGET in o["mimes"] for o in c["outputs"])]
     assert all(c["widgets"] > 0 and not c["fallback"] for c in widget_cells), widget_cells
     png = sum("image/png" in o["mimes"] for c in cells for o in c["outputs"])
     assert png > 0 and sum(c["images"] for c in cells) >= png, "figures did not appear"
