@@ -123,6 +123,16 @@ def section(scale: str, name: str) -> Mapping[str, Any]:
     return cfg[name]
 
 
+class ScaleSection:
+    """Mixin of a stage's top-level config: ``from_scale(scale)`` builds it from the scale's ``SECTION``."""
+
+    SECTION: typing.ClassVar[str]
+
+    @classmethod
+    def from_scale(cls: type[C], scale: str) -> C:
+        return build(cls, section(scale, cls.SECTION), f"{scale}.{cls.SECTION}")
+
+
 @dataclass(frozen=True, kw_only=True)
 class About:
     """What a scale is for, as every notebook announces it."""

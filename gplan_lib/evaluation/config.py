@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..core.config import build, section
+from ..core.config import ScaleSection
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -27,11 +27,9 @@ class LoadConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
-class EvaluationConfig:
+class EvaluationConfig(ScaleSection):
+    SECTION = "evaluation"
+
     baselines: BaselineConfig
     load: LoadConfig
     released_rows: int | None = None     # first N released rows for sim-to-real; None: all
-
-    @classmethod
-    def from_scale(cls, scale: str) -> "EvaluationConfig":
-        return build(cls, section(scale, "evaluation"), f"{scale}.evaluation")

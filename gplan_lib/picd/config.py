@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from ..core.config import build, section
+from ..core.config import ScaleSection
 from ..training.config import EvalConfig, ModelConfig, TrainConfig
 
 
@@ -22,8 +22,10 @@ class PICDTrainConfig(TrainConfig):
 
 
 @dataclass(frozen=True, kw_only=True)
-class PICDConfig:
+class PICDConfig(ScaleSection):
     """The five runs of Tables 2-3: data sizes, prompt, model, training and evaluation."""
+
+    SECTION = "picd"
 
     n_train: int                         # training samples read from data/synth/<scale>/train.csv
     n_eval: int                          # held-out rows scored
@@ -32,7 +34,3 @@ class PICDConfig:
     model: ModelConfig
     train: PICDTrainConfig
     eval: EvalConfig
-
-    @classmethod
-    def from_scale(cls, scale: str) -> "PICDConfig":
-        return build(cls, section(scale, "picd"), f"{scale}.picd")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..core.config import build, section
+from ..core.config import ScaleSection
 from ..training.config import TrainConfig
 
 
@@ -28,8 +28,10 @@ class SCDPOLoss:
 
 
 @dataclass(frozen=True, kw_only=True)
-class SCDPOConfig:
+class SCDPOConfig(ScaleSection):
     """Table 4's runs: pairs, the loss weights, training and held-out decoding."""
+
+    SECTION = "sc_dpo"
 
     n_pairs: int                         # training pair records read (both directions of a pair count)
     n_test_pairs: int                    # held-out pair records for the sensitivity measures
@@ -37,7 +39,3 @@ class SCDPOConfig:
     train: TrainConfig
     eval_batch_size: int
     max_new_tokens: int
-
-    @classmethod
-    def from_scale(cls, scale: str) -> "SCDPOConfig":
-        return build(cls, section(scale, "sc_dpo"), f"{scale}.sc_dpo")

@@ -5,7 +5,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..core.config import ConfigError, build, section
+from ..core.config import ConfigError, ScaleSection
 from ..training.config import TrainConfig
 
 
@@ -27,7 +27,9 @@ class DPORun:
 
 
 @dataclass(frozen=True, kw_only=True)
-class RegimesConfig:
+class RegimesConfig(ScaleSection):
+    SECTION = "regimes"
+
     pretrain: PretrainConfig
     picd_lrs: list[float]                # eta_struct values from the backbone (eta_polish keeps the scale's ratio)
     schedules: list[str]                 # PICD schedules tried at each LR (calr, cosine, constant)
@@ -50,8 +52,5 @@ class RegimesConfig:
             runs.append(DPORun(variant, tag, spec))
         return runs
 
-    @classmethod
-    def from_scale(cls, scale: str) -> "RegimesConfig":
-        cfg = build(cls, section(scale, "regimes"), f"{scale}.regimes")
-        cfg.dpo_runs(f"{scale}.regimes.dpo")
-        return cfg
+    def __post_init__(self):
+        self.dpo_runs()  # a misspelt DPO override fails when the config is built
