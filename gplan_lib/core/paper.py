@@ -32,3 +32,5 @@ TABLE5 = {"1.7B": {"Direct-SFT": 0.299, "CoT-SFT": 1.06, "PICD": 0.366},
           "4B": {"Direct-SFT": 0.437, "CoT-SFT": 1.85, "PICD": 0.503}}
 #: Sec. 3.2: share of synthesised candidates removed by the rule filter.
 FILTER_REJECTION_RATE = 0.289
+#: Our Table 5 runs and the paper's row each stands for (one backbone trained three ways).
+TABLE5_ROWS = {"Direct-SFT": "Direct-SFT", "CoT-SFT": "CoT-SFT", "PICD (CALR)": "PICD"}

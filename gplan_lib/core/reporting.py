@@ -58,15 +58,6 @@ def table1(scores: Mapping[str, Scores], paper_rows: Mapping[str, str]) -> list[
     return rows
 
 
-def latency_table(latency: Mapping[str, Mapping[str, Any]], paper_seconds: Mapping[str, float]) -> list[dict[str, Any]]:
-    """Table 5 rows, rounded for reading: mean and 95% interval (ms), generated tokens, and the paper's
-    seconds for the method (``PICD (CALR)`` is the paper's ``PICD``)."""
-    return [{"planner": name, "mean ms": round(v["mean_ms"], 1),
-             "95% CI ms": f"{v['ci95_ms'][0]:.1f} - {v['ci95_ms'][1]:.1f}",
-             "new tokens": round(v["mean_new_tokens"], 1), "requests": v["n"],
-             "paper (s)": paper_seconds.get(name.split(" (")[0])} for name, v in latency.items()]
-
-
 def table5(batch1: Mapping[str, Mapping[str, Any]], loaded: Mapping[str, Mapping[str, Any]],
            paper_rows: Mapping[str, str]) -> list[dict[str, Any]]:
     """Table 5 rows: batch-1 and under-load mean response time with 95% intervals, tokens and

@@ -16,6 +16,7 @@ from ..core.config import output_dirs
 from ..core.data import GsisrRow, load_rows
 from ..core.floors import MajorityPlan, ThreeRulePlan
 from ..core.metrics import Scores, aggregate, score_sample, tool_level
+from ..core.paper import TABLE5_ROWS
 from ..core.parsing import parse_output
 from ..core.paths import OUTPUTS, released_csv
 from ..core.planner import Planner, write_predictions
@@ -35,9 +36,8 @@ STUDENTS = {"Direct-SFT": "direct-cosine", "CoT-SFT": "cot-cosine", "PICD (cosin
 PAPER_TABLE2 = {"Direct-SFT": "Direct-SFT", "CoT-SFT": "CoT-SFT", "PICD (CALR)": "PICD", "PICD + SC-DPO": "PICD + SC-DPO"}
 #: Rows of paper Table 1 beside ours (our full method stands beside GPlan-4B, the paper's Table 2 model).
 PAPER_TABLE1 = {**{b: b for b in baselines.BASELINES}, "PICD + SC-DPO": "GPlan-4B"}
-#: Table 5 compares one backbone trained three ways (ours -> the paper's row).
-LATENCY_RUNS = ("Direct-SFT", "CoT-SFT", "PICD (CALR)")
-PAPER_TABLE5 = dict(zip(LATENCY_RUNS, ("Direct-SFT", "CoT-SFT", "PICD")))
+#: Table 5 compares one backbone trained three ways.
+LATENCY_RUNS = tuple(TABLE5_ROWS)
 
 
 def score_records(records: Sequence[dict], rows: Sequence[GsisrRow], latent: bool = True, seed: int = 0) -> Scores:
