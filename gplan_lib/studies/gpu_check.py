@@ -22,7 +22,7 @@ import torch
 from ..core.config import replace
 from ..core.paths import RESULTS
 from ..core.prompt import PromptOptions
-from ..evaluation.latency import QWEN3_SHAPES, REAL_PROMPT_TOKENS, time_decoding
+from ..evaluation.latency import NEW_TOKENS, QWEN3_SHAPES, REAL_PROMPT_TOKENS, time_decoding
 from ..picd.config import PICDConfig, PICDTrainConfig
 from ..picd.trainer import encode, make_trainer
 from ..sc_dpo.config import SCDPOConfig
@@ -31,9 +31,6 @@ from ..synthesis.counterfactual import make_pairs
 from ..synthesis.teacher import ExpertTeacher
 from ..synthesis.world import simulate_row
 from ..training.config import TrainConfig
-
-#: Tokens each method generates at full scale (teacher reasoning 176, latent prefix 28, plan + EOS 73).
-NEW_TOKENS = {"Direct-SFT": 73, "PICD": 101, "CoT-SFT": 249}
 
 
 def _rows(n: int, seed: int = 0):
