@@ -18,6 +18,7 @@ from typing import Iterable, Literal
 
 from .intents import Plan
 from .parsing import ParsedOutput, parse_output
+from .paths import released_csv
 
 PROFILE_COLUMNS = tuple(f"profile_feat_{i}" for i in range(1, 15))
 TRIGGER_COLUMNS = tuple(f"trigger_{i}" for i in range(1, 8))
@@ -247,3 +248,9 @@ def write_gsisr_csv(rows: Iterable[GsisrRow], path: str | os.PathLike, overwrite
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(text.encode("utf-8"))
     return path
+
+
+def load_released(limit: int | None = None) -> tuple[list[GsisrRow], Path] | None:
+    """The released GSISR rows (``paths.released_csv``; the first ``limit``) and their file, or None when absent."""
+    path = released_csv()
+    return None if path is None else (load_rows(path)[:limit], path)

@@ -13,12 +13,12 @@ from typing import Any, Sequence
 import torch
 
 from ..core.config import output_dirs
-from ..core.data import GsisrRow, load_rows
+from ..core.data import GsisrRow, load_released, load_rows
 from ..core.floors import MajorityPlan, ThreeRulePlan
 from ..core.metrics import Scores, aggregate, score_sample, tool_level
 from ..core.paper import TABLE5_ROWS
 from ..core.parsing import parse_output
-from ..core.paths import OUTPUTS, released_csv
+from ..core.paths import OUTPUTS
 from ..core.planner import Planner, write_predictions
 from ..picd.config import PICDConfig
 from ..synthesis.teacher import ExpertTeacher
@@ -141,5 +141,4 @@ class EvaluationExperiment:
     def released(self) -> tuple[list[GsisrRow], Path] | None:
         """The released GSISR rows to evaluate on (``paths.released_csv``; the scale's first
         ``released_rows``), or None when absent."""
-        path = released_csv()
-        return None if path is None else (load_rows(path)[: self.cfg.released_rows], path)
+        return load_released(self.cfg.released_rows)

@@ -96,9 +96,9 @@ class SCDPOExperiment:
         self.base = Path(base) if base else checkpoint(scale, "picd-calr", seed)
         if not (self.base / MODEL_CARD).is_file():
             raise FileNotFoundError(f"{self.base} has no PICD student: run notebooks/02_picd.ipynb at scale {scale!r} first")
-        card = json.loads((self.base / MODEL_CARD).read_text())
-        self.base_key = card.get("key", str(self.base))
-        self.options = PromptOptions(**card["prompt_options"])
+        self.base_card = json.loads((self.base / MODEL_CARD).read_text())
+        self.base_key = self.base_card.get("key", str(self.base))
+        self.options = PromptOptions(**self.base_card["prompt_options"])
         self.train_records = read_pairs(self.dirs.data / "pairs_train.jsonl")[: self.cfg.n_pairs]
         self.test_records = read_pairs(self.dirs.data / "pairs_test.jsonl")[: self.cfg.n_test_pairs]
         self.test_rows = load_rows(self.dirs.data / "test.csv")[: picd.n_eval]
@@ -171,9 +171,8 @@ class SCDPOExperiment:
 
         written = {**as_written(self.cfg), "train": as_written(hp)} if train_overrides else as_written(self.cfg)
         key = config_key({"base": self.base_key, "cfg": written, "variant": variant, "seed": self.seed})
-        base_card = json.loads((self.base / MODEL_CARD).read_text())
         return train_or_reuse(self.run_dir(variant, tag), key, retrain, build, self.tokenizer,
-                              lambda tr: {**base_card, "dpo_variant": variant})
+                              lambda tr: {**self.base_card, "dpo_variant": variant})
 
     def evaluate(self, directory: str | Path, name: str = "generate") -> tuple[Scores, list[dict]]:
         """Label metrics, validity and Latent-Valid of a saved student (the base or a variant) on the

@@ -4,13 +4,13 @@ seed set - and what it is compared with: the released rows, where present."""
 from __future__ import annotations
 
 import json
+from functools import cached_property
 from typing import Any
 
 from ..core.config import output_dirs
-from ..core.data import GsisrRow, load_rows
+from ..core.data import GsisrRow, load_released, load_rows
 from ..core.floors import MajorityPlan, ThreeRulePlan
 from ..core.metrics import Scores
-from ..core.paths import released_csv
 from ..core.planner import score_planner
 from .config import SynthConfig
 from .review import ReviewStore, load_seeds, read_seeds
@@ -33,7 +33,9 @@ class SynthesisExperiment:
     def filter_report(self) -> dict[str, Any]:
         return json.loads((self.data / "filter_report.json").read_text())
 
+    @cached_property
     def train_rows(self) -> list[GsisrRow]:
+        """The synthetic training rows (read once; call ``dataset()`` first)."""
         return load_rows(self.data / "train.csv")
 
     def pairs(self, split: str = "train") -> list[dict[str, Any]]:
@@ -53,12 +55,12 @@ class SynthesisExperiment:
     @staticmethod
     def released() -> list[GsisrRow]:
         """The released rows (``paths.released_csv``), or none."""
-        path = released_csv()
-        return load_rows(path) if path else []
+        found = load_released()
+        return found[0] if found else []
 
     def teacher_on_released(self, released: list[GsisrRow]) -> dict[str, Scores]:
         """The offline teacher and the two floors (the majority plan fitted on the synthetic training rows)
         scored on the released rows: what sim-to-real transfer can reach, and must beat."""
         planners = {"expert teacher": ExpertTeacher(), "three-rule": ThreeRulePlan(),
-                    "majority plan (synthetic train)": MajorityPlan([r.plan for r in self.train_rows()])}
+                    "majority plan (synthetic train)": MajorityPlan([r.plan for r in self.train_rows])}
         return {name: score_planner(p, released, seed=self.seed) for name, p in planners.items()}
