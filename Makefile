@@ -57,7 +57,7 @@ publish: setup
 # regime study (results/$(SCALE)/regimes.json). Each about 1.5 h at the cpu scale on 2 cores.
 seeds: setup
 	$(BIN)/gplan synth --scale $(SCALE)
-	$(BIN)/python -m gplan_lib.studies.seed_study --scale $(SCALE) --seeds 0 1 2 --jobs 3
+	$(BIN)/python -m gplan_lib.studies.seed_study --scale $(SCALE) --seeds 0 1 2
 
 regimes: setup
 	$(BIN)/gplan synth --scale $(SCALE)

@@ -162,12 +162,14 @@ def cmd_predict(args) -> int:
 
 def cmd_train(args) -> int:
     from .picd.experiment import VARIANTS, PICDExperiment  # torch/transformers only when training
+    from .training.parallel import training_threads
     variants = {v.slug: v for v in VARIANTS}
     if args.run not in variants:
         raise InputError(f"unknown run {args.run!r}; choose one of {sorted(variants)}")
     exp = PICDExperiment(args.scale, args.seed)
     out = Path(args.out) if args.out else exp.run_dir(variants[args.run])
-    history = exp.train(variants[args.run], retrain=args.retrain, deepspeed=args.deepspeed, out=out)
+    with training_threads():  # on a CPU one thread: the weights notebook 02 would train
+        history = exp.train(variants[args.run], retrain=args.retrain, deepspeed=args.deepspeed, out=out)
     print(f"{args.run}: {len([h for h in history if 'loss' in h])} logged steps; saved to {out} "
           "(log_history.json: epoch, learning_rate, stage per logged step)")
     return EXIT_OK

@@ -19,9 +19,10 @@ from ..core.data import GsisrRow, load_rows
 from ..core.metrics import Scores
 from ..core.prompt import PromptOptions, build_messages
 from ..evaluation.latency import batch1_latency
-from ..training.checkpoints import checkpoint, config_key, train_or_reuse
+from ..training.checkpoints import checkpoint, config_key, is_trained, train_or_reuse
 from ..training.generation import StudentPlanner, evaluate_student, model_card
 from ..training.modeling import add_latent_tokens, load_for_training, load_pretrained, save, tiny_qwen3, train_tokenizer
+from ..training.parallel import Job, run_jobs
 from ..training.trainer import steps_per_epoch, warmup_steps
 from .config import PICDConfig
 from .trainer import EncodedSample, Mode, Schedule, b_star_of, compression_profile, encode, make_trainer
@@ -44,6 +45,8 @@ class Variant:
 VARIANTS = (Variant("Direct-SFT", "direct", "cosine"), Variant("CoT-SFT", "cot", "cosine"),
             Variant("PICD (cosine)", "picd", "cosine"), Variant("PICD (constant)", "picd", "constant"),
             Variant("PICD (CALR)", "picd", "calr"))
+#: Slugs by training time (CoT-SFT's targets are longest, Direct-SFT's shortest): the order jobs start in.
+LONGEST_FIRST = ("cot-cosine", "picd-constant", "picd-cosine", "picd-calr", "direct-cosine")
 
 
 def variant(name_or_slug: str) -> Variant:
@@ -63,6 +66,7 @@ class PICDExperiment:
         (default ``checkpoint(scale, seed=seed)``); ``init_from``: start every run from this saved model
         (with its tokenizer and an ``init_key.txt``, e.g. a pretrained backbone) instead of a fresh one."""
         self.scale, self.seed = scale, seed
+        self._spec = (scale, seed, {"cfg": cfg, "work": work, "init_from": init_from})  # rebuilds it in a worker
         self.cfg = cfg or PICDConfig.from_scale(scale)
         self.dirs = output_dirs(scale)
         self.data_dir, self.work = self.dirs.data, Path(work) if work else checkpoint(scale, seed=seed)
@@ -155,6 +159,19 @@ class PICDExperiment:
                               lambda tr: model_card(v.mode, self.options, schedule=v.schedule, b_star=tr.b_star,
                                                     steps_per_epoch=tr.steps_per_epoch))
 
+    def jobs(self, variants: Sequence[Variant] = VARIANTS, retrain: bool = False, prefix: str = "") -> list[Job]:
+        """The training jobs (``training.parallel``) of those ``variants`` not trained yet, longest first."""
+        todo = [v for v in variants if retrain or not is_trained(self.run_dir(v), self.run_key(v))]
+        todo.sort(key=lambda v: LONGEST_FIRST.index(v.slug))
+        return [Job(prefix + v.name, train_variant, (*self._spec, v.slug, retrain)) for v in todo]
+
+    def train_all(self, variants: Sequence[Variant] = VARIANTS, retrain: bool = False,
+                  workers: int | None = None) -> dict[str, list[dict[str, float]]]:
+        """Train (or reuse) several variants, side by side on a CPU with one thread each (the weights do
+        not depend on the core count: ``training.parallel``); returns each one's log history by name."""
+        run_jobs(self.jobs(variants, retrain), workers, desc="PICD training")
+        return {v.name: self.train(v) for v in variants}
+
     def evaluate(self, v: Variant, rows: Sequence[GsisrRow] | None = None) -> tuple[Scores, list[dict]]:
         """Label metrics, validity and Latent-Valid of a variant's greedy outputs (batched)."""
         return evaluate_student(self.run_dir(v), list(rows if rows is not None else self.test_rows),
@@ -165,3 +182,8 @@ class PICDExperiment:
         ev = self.cfg.eval
         return batch1_latency(StudentPlanner(self.run_dir(v)), self.test_rows[: n or ev.latency_requests],
                               ev.max_new_tokens, desc=f"{v.name} latency")
+
+
+def train_variant(scale: str, seed: int, kwargs: dict, slug: str, retrain: bool = False) -> list[dict[str, float]]:
+    """A worker's job: build the experiment as ``PICDExperiment(scale, seed, **kwargs)`` and train ``slug``."""
+    return PICDExperiment(scale, seed, **kwargs).train(variant(slug), retrain=retrain)

@@ -29,10 +29,11 @@ from ..core.metrics import Scores, nes
 from ..core.parsing import parse_output
 from ..core.prompt import PromptOptions
 from ..picd.config import PICDConfig
-from ..training.checkpoints import checkpoint, config_key, train_or_reuse
+from ..training.checkpoints import checkpoint, config_key, is_trained, train_or_reuse
 from ..training.config import EvalConfig, ModelConfig
 from ..training.generation import MODEL_CARD, StudentPlanner, evaluate_student
 from ..training.modeling import default_device, load_for_training
+from ..training.parallel import Job, run_jobs
 from .config import SCDPOConfig, SCDPOLoss
 from .trainer import EncodedPair, encode_pairs, make_dpo_trainer, pair_logps, read_pairs
 
@@ -87,6 +88,7 @@ class SCDPOExperiment:
         """``base``: the PICD student to start from (default: this seed's PICD-CALR); ``work``: where the
         variants go (default ``checkpoint(scale, seed=seed)``); ``cfg``: the scale's ``sc_dpo`` settings changed."""
         self.scale, self.seed = scale, seed
+        self._spec = (scale, seed, {"base": base, "work": work, "cfg": cfg})  # rebuilds it in a worker
         self.cfg = cfg or SCDPOConfig.from_scale(scale)
         picd = PICDConfig.from_scale(scale)
         self.model_cfg: ModelConfig = picd.model
@@ -108,16 +110,30 @@ class SCDPOExperiment:
         self.train_pairs = encode_pairs(self.train_records, self.tokenizer, self.options)
         self.test_pairs = encode_pairs(self.test_records, self.tokenizer, self.options)
         self.base_digest = weights_digest(self.base)  # read once: the cache key and the sensitivity both need it
-        self._reference()
+        self._has_reference = False
 
-    def _reference(self) -> None:
-        """Reference log-probs of the PICD model on every training and held-out pair, computed once
-        and cached under a key of the encoded ids and the reference weights (a change of either
-        recomputes them)."""
-        cache = self.work / "reference_logps.json"
-        key = config_key({"base": self.base_key, "weights": self.base_digest,
-                          "train_ids": ids_digest(self.train_pairs), "test_ids": ids_digest(self.test_pairs),
-                          **({"response_only": True} if self.response_only else {})})
+    @property
+    def reference_cache(self) -> Path:
+        return self.work / "reference_logps.json"
+
+    @property
+    def reference_key(self) -> str:
+        """What the reference log-probs depend on: the encoded ids and the reference weights."""
+        return config_key({"base": self.base_key, "weights": self.base_digest,
+                           "train_ids": ids_digest(self.train_pairs), "test_ids": ids_digest(self.test_pairs),
+                           **({"response_only": True} if self.response_only else {})})
+
+    def reference_cached(self) -> bool:
+        cache = self.reference_cache
+        return cache.is_file() and json.loads(cache.read_text()).get("key") == self.reference_key
+
+    def reference(self) -> None:
+        """Reference log-probs of the PICD model on every training and held-out pair (Eq. 8's pi_ref),
+        computed once (in a training worker when ``train_all`` trains: they feed training) and cached
+        under ``reference_key`` (a change of the ids or the weights recomputes them)."""
+        if self._has_reference:
+            return
+        cache, key = self.reference_cache, self.reference_key
         ref = json.loads(cache.read_text()) if cache.is_file() else {}
         if ref.get("key") != key:
             model = load_for_training(self.base, self.tokenizer, self.model_cfg).to(default_device())
@@ -131,6 +147,7 @@ class SCDPOExperiment:
         for split, pairs in (("train", self.train_pairs), ("test", self.test_pairs)):
             for p, c, r in zip(pairs, ref[split]["chosen"], ref[split]["rejected"]):
                 p.ref_chosen, p.ref_rejected = c, r
+        self._has_reference = True
 
     @property
     def response_only(self) -> bool:
@@ -140,6 +157,7 @@ class SCDPOExperiment:
     @property
     def ref_logp_chosen_mean(self) -> float:
         """Mean summed reference log-prob (nats) of the held-out chosen responses."""
+        self.reference()
         return float(np.mean([p.ref_chosen for p in self.test_pairs]))
 
     def weights(self, variant: str) -> SCDPOLoss:
@@ -164,15 +182,29 @@ class SCDPOExperiment:
         hp = replace(self.cfg.train, **train_overrides)
 
         def build(trainer_dir: str):
+            self.reference()
             torch.manual_seed(self.seed)
             model = load_for_training(self.base, self.tokenizer, self.model_cfg)
             return make_dpo_trainer(model, self.tokenizer, self.train_pairs, self.weights(variant), hp,
                                     trainer_dir, seed=self.seed)
 
+        return train_or_reuse(self.run_dir(variant, tag), self.run_key(variant, **train_overrides), retrain, build,
+                              self.tokenizer, lambda tr: {**self.base_card, "dpo_variant": variant})
+
+    def run_key(self, variant: str, **train_overrides) -> str:
+        hp = replace(self.cfg.train, **train_overrides)
         written = {**as_written(self.cfg), "train": as_written(hp)} if train_overrides else as_written(self.cfg)
-        key = config_key({"base": self.base_key, "cfg": written, "variant": variant, "seed": self.seed})
-        return train_or_reuse(self.run_dir(variant, tag), key, retrain, build, self.tokenizer,
-                              lambda tr: {**self.base_card, "dpo_variant": variant})
+        return config_key({"base": self.base_key, "cfg": written, "variant": variant, "seed": self.seed})
+
+    def train_all(self, variants: dict[str, str] = DPO_VARIANTS, retrain: bool = False,
+                  workers: int | None = None) -> dict[str, list[dict[str, float]]]:
+        """Train (or reuse) several variants (table name -> variant), side by side on a CPU with one
+        thread each, the reference log-probs first (``training.parallel``); log histories by name."""
+        todo = {n: v for n, v in variants.items() if retrain or not is_trained(self.run_dir(v), self.run_key(v))}
+        if todo:
+            run_jobs(dpo_jobs(*self._spec[:2], todo, retrain, with_reference=not self.reference_cached(),
+                              **self._spec[2]), workers, desc="DPO training")
+        return {n: self.train(v) for n, v in variants.items()}
 
     def evaluate(self, directory: str | Path, name: str = "generate") -> tuple[Scores, list[dict]]:
         """Label metrics, validity and Latent-Valid of a saved student (the base or a variant) on the
@@ -184,7 +216,10 @@ class SCDPOExperiment:
         ``generate=False`` leaves out the flip rate, the one measure that decodes."""
         c, r = saved_pair_logps(directory, self.test_pairs, self.tokenizer.pad_token_id, self.cfg.eval_batch_size,
                                 self.response_only)
-        ref = None if weights_digest(directory) == self.base_digest else (
+        is_base = weights_digest(directory) == self.base_digest
+        if not is_base:
+            self.reference()
+        ref = None if is_base else (
             np.array([p.ref_chosen for p in self.test_pairs]), np.array([p.ref_rejected for p in self.test_pairs]))
         return {**likelihood_sensitivity(c, r, self.test_records, ref),
                 **(self.flip_rate(directory) if generate else {})}
@@ -218,3 +253,24 @@ def reward_histories(histories: dict[str, Sequence[dict[str, Any]]]) -> dict[str
                      "r-": [h["rewards/rejected"] for h in logs], "gap": [h["rewards/margins"] for h in logs],
                      "center": [h["rewards/center"] for h in logs]}
     return out
+
+
+def compute_reference(scale: str, seed: int, kwargs: dict) -> None:
+    """A worker's job: the reference log-probs of ``SCDPOExperiment(scale, seed, **kwargs)``."""
+    SCDPOExperiment(scale, seed, **kwargs).reference()
+
+
+def train_dpo_variant(scale: str, seed: int, kwargs: dict, variant: str, retrain: bool = False, tag: str = "",
+                      overrides: dict[str, Any] | None = None) -> list[dict[str, float]]:
+    """A worker's job: train one variant of ``SCDPOExperiment(scale, seed, **kwargs)`` (``SCDPOExperiment.train``)."""
+    return SCDPOExperiment(scale, seed, **kwargs).train(variant, retrain=retrain, tag=tag, **(overrides or {}))
+
+
+def dpo_jobs(scale: str, seed: int, variants: dict[str, str], retrain: bool = False, *, with_reference: bool = True,
+             prefix: str = "", after: tuple[str, ...] = (), **kwargs) -> list[Job]:
+    """Training jobs for ``variants`` (table name -> variant), after ``after`` (e.g. the base's own job) and
+    after a job computing the reference log-probs (which every variant reads)."""
+    ref = Job(f"{prefix}reference log-probs", compute_reference, (scale, seed, kwargs), after)
+    first = (ref.name,) if with_reference else after
+    return [ref] * with_reference + [Job(prefix + name, train_dpo_variant, (scale, seed, kwargs, v, retrain), first)
+                                     for name, v in variants.items()]

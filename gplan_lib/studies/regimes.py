@@ -13,7 +13,8 @@ context sensitivity appear when the backbone already reads the row format:
    term, without gradient clipping, and for more epochs.
 
 Every run is one training seed: the results are observations of a regime, not claims; the seed
-study (``seed_study``) is where claims are tested. Results: results/<scale>/regimes.json.
+study (``seed_study``) is where claims are tested. All training runs first, side by side in one-thread
+worker processes (``training.parallel``), then every run is scored here. Results: results/<scale>/regimes.json.
 """
 from __future__ import annotations
 
@@ -29,13 +30,15 @@ from tqdm.auto import tqdm
 from ..core.config import as_written, published_dirs, replace
 from ..core.prompt import build_messages
 from ..core.reporting import plot_regimes
-from ..picd.experiment import VARIANTS, PICDExperiment, Variant, variant
+from ..picd.experiment import VARIANTS, PICDExperiment, Variant, train_variant, variant
 from ..sc_dpo.config import SCDPOConfig
-from ..sc_dpo.experiment import SCDPOExperiment, likelihood_sensitivity, saved_pair_logps
+from ..sc_dpo.experiment import (SCDPOExperiment, compute_reference, likelihood_sensitivity, saved_pair_logps,
+                                 train_dpo_variant)
 from ..sc_dpo.trainer import encode_pairs, read_pairs
 from ..synthesis.world import simulate_row
-from ..training.checkpoints import checkpoint, config_key
+from ..training.checkpoints import checkpoint, config_key, label_progress
 from ..training.modeling import chat_prompt, load_for_training, save
+from ..training.parallel import Job, run_jobs
 from ..training.trainer import right_pad, training_arguments, warmup_steps
 from .config import PretrainConfig, RegimesConfig
 
@@ -73,11 +76,18 @@ def pretrain_backbone(exp: PICDExperiment, hp: PretrainConfig, out: Path, seed: 
     args = training_arguments(hp, str(out / "trainer"), seed, lr_scheduler_type="cosine",
                               warmup_steps=warmup_steps(steps, hp.warmup_ratio), save_strategy="no")
     trainer = Trainer(model=model, args=args, train_dataset=corpus, data_collator=_lm_collate(exp.tokenizer.pad_token_id))
+    label_progress(trainer, "backbone")
     trainer.train()
     save(model, exp.tokenizer, out)
     (out / "log_history.json").write_text(json.dumps(trainer.state.log_history))
     stamp.write_text(key)
     return out
+
+
+def pretrain_job(scale: str, seed: int) -> None:
+    """A worker's job: the regime study's backbone (``pretrain_backbone``) at ``scale``."""
+    pretrain_backbone(PICDExperiment(scale, seed), RegimesConfig.from_scale(scale).pretrain,
+                      checkpoint(scale, "regimes", seed) / "backbone", seed)
 
 
 def _scores(scores) -> dict[str, float]:
@@ -118,6 +128,37 @@ class RegimeStudy:
     def _variants(self) -> list[Variant]:
         return [v for v in VARIANTS if v.mode == "picd" and v.schedule in self.rcfg.schedules]
 
+    def _pretrained_kwargs(self, lr: float) -> dict[str, Any]:
+        """``PICDExperiment`` arguments of PICD from the backbone at eta_struct ``lr`` (eta_polish keeps the
+        scale's ratio to eta_struct)."""
+        picd = self.scratch.cfg
+        train = replace(picd.train, lr=lr, polish_lr=lr * picd.train.polish_lr / picd.train.lr)
+        return {"cfg": replace(picd, train=train), "work": self.work / f"pretrained-lr{lr:g}",
+                "init_from": self.work / "backbone"}
+
+    def _dpo_kwargs(self) -> dict[str, Any]:
+        base = variant(self.rcfg.dpo_base)
+        return {"base": self.scratch.run_dir(base), "work": self.work / f"dpo-from-{base.slug}"}
+
+    def jobs(self, parts: Sequence[str]) -> list[Job]:
+        """Every training of ``parts`` as a job (trained runs are reused inside their job)."""
+        scale, seed = self.scale, self.seed
+        wanted = [*(self._variants() if "scratch" in parts else []), *([variant(self.rcfg.dpo_base)] if "dpo" in parts else [])]
+        scratch = {v.name: Job(f"scratch {v.name}", train_variant, (scale, seed, {}, v.slug)) for v in wanted}
+        out = [Job("backbone", pretrain_job, (scale, seed))] if "pretrained" in parts else []  # the longest job first
+        out += scratch.values()
+        if "pretrained" in parts:
+            out += [Job(f"pretrained {v.name}, lr {lr:g}", train_variant, (scale, seed, self._pretrained_kwargs(lr), v.slug),
+                        ("backbone",)) for lr in self.rcfg.picd_lrs for v in self._variants()]
+        if "dpo" in parts:
+            kwargs = self._dpo_kwargs()
+            ref = Job("DPO reference log-probs", compute_reference, (scale, seed, kwargs),
+                      (scratch[variant(self.rcfg.dpo_base).name].name,))
+            out += [ref] + [Job(f"DPO {run.variant}{' ' + run.tag if run.tag else ''}", train_dpo_variant,
+                                (scale, seed, kwargs, run.variant, False, run.tag, run.overrides), (ref.name,))
+                            for run in self.rcfg.dpo_runs()]
+        return out
+
     def scratch_runs(self) -> None:
         """The from-scratch PICD runs at the scale's own LR (seed 0 of the seed study) for reference."""
         lr = self.scratch.cfg.train.lr
@@ -132,11 +173,8 @@ class RegimeStudy:
         hist = json.loads((backbone / "log_history.json").read_text())
         self.results["pretrain"] = {"final_loss": [h["loss"] for h in hist if "loss" in h][-1],
                                     "n_prompts": self.rcfg.pretrain.n_prompts}
-        picd = self.scratch.cfg
         for lr in self.rcfg.picd_lrs:
-            train = replace(picd.train, lr=lr, polish_lr=lr * picd.train.polish_lr / picd.train.lr)
-            exp = PICDExperiment(self.scale, self.seed, cfg=replace(picd, train=train),
-                                 work=self.work / f"pretrained-lr{lr:g}", init_from=backbone)
+            exp = PICDExperiment(self.scale, self.seed, **self._pretrained_kwargs(lr))
             for v in self._variants():
                 self.results["picd"][f"pretrained, {v.schedule}, {lr:g}"] = self._picd_entry(exp, v, "pretrained", lr)
                 self._save()
@@ -146,7 +184,7 @@ class RegimeStudy:
         base_variant = variant(self.rcfg.dpo_base)
         self.scratch.train(base_variant)
         base = self.scratch.run_dir(base_variant)
-        exp = SCDPOExperiment(self.scale, self.seed, base=base, work=self.work / f"dpo-from-{base_variant.slug}")
+        exp = SCDPOExperiment(self.scale, self.seed, **self._dpo_kwargs())
         scores, _ = exp.evaluate(base, base_variant.name)
         self.results["dpo"]["base"] = {"name": base_variant.name, **_scores(scores), **exp.sensitivity(base, generate=False)}
         self._save()
@@ -175,6 +213,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for keys, settings in ((("picd", "pretrain"), ("pretrain", "picd_lrs", "schedules")), (("dpo",), ("dpo_base", "dpo"))):
             if all(previous.get("config", {}).get(k) == as_written(study.rcfg).get(k) for k in settings):
                 study.results.update({k: previous[k] for k in keys if k in previous})
+    run_jobs(study.jobs(args.parts), desc="regime study")
     for part in args.parts:
         getattr(study, PARTS[part])()
     plot_regimes(study.results, study.dirs.figures / "regimes.png")

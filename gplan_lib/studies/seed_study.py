@@ -5,6 +5,9 @@ dataset) and every hyperparameter stay fixed. Seed 0 is the run the notebooks tr
 (checkpoints/<scale>/); seed s > 0 trains under checkpoints/<scale>/seed-<s>/. Per-row scores of each
 seed are kept under runs/<scale>/seeds/ so that a study can be resumed or extended seed by seed.
 
+Every run trains and is scored in one-thread worker processes, side by side (``training.parallel``):
+seed 0's runs are the notebooks' runs bit for bit, whichever trains them first.
+
 Comparisons pool per-row outcomes over seeds (row r of seed s under run A against the same row and
 seed under run B): an exact McNemar test on Acc@1 and a paired sign-flip permutation test on NES.
 """
@@ -13,8 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -22,6 +23,7 @@ import numpy as np
 
 from ..core.paths import OUTPUTS
 from ..core.reporting import SEED_METRICS, plot_seeds
+from ..training.parallel import Job, run_jobs
 
 #: Runs in table order: Table 3's five SFT/PICD runs, then Table 4's two post-training variants.
 PICD_RUNS = ("Direct-SFT", "CoT-SFT", "PICD (cosine)", "PICD (constant)", "PICD (CALR)")
@@ -50,6 +52,21 @@ def stored(scale: str, seed: int) -> dict[str, Any] | None:
     path = seed_file(scale, seed)
     result = json.loads(path.read_text()) if path.is_file() else None
     return result if result and result.get("key") == seed_key(scale, seed) else None
+
+
+def jobs(scale: str, seeds: Sequence[int]) -> list[Job]:
+    """Per seed: the five PICD runs, the reference log-probs and the two DPO runs from its PICD-CALR,
+    then its scores (``run_seed``); longest runs first."""
+    from ..picd.experiment import LONGEST_FIRST, train_variant, variant
+    from ..sc_dpo.experiment import DPO_VARIANTS, dpo_jobs
+    picd = [Job(f"seed {s}: {variant(slug).name}", train_variant, (scale, s, {}, slug)) for slug in LONGEST_FIRST
+            for s in seeds]
+    dpo = [j for s in seeds for j in dpo_jobs(scale, s, DPO_VARIANTS, prefix=f"seed {s}: ",
+                                              after=(f"seed {s}: PICD (CALR)",))]
+    scores = [Job(f"seed {s}: scores", run_seed, (scale, s), tuple(j.name for j in picd + dpo
+                                                                  if j.name.startswith(f"seed {s}:")))
+              for s in seeds]
+    return picd + dpo + scores
 
 
 def run_seed(scale: str, seed: int) -> dict[str, Any]:
@@ -127,31 +144,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="Tables 3-4 over several training seeds (results/<scale>/seeds.json)")
     ap.add_argument("--scale", default="cpu")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--jobs", type=int, default=1, help="seeds trained at once, each in its own process (1 thread)")
-    ap.add_argument("--one", action="store_true", help=argparse.SUPPRESS)  # a worker: exactly one seed
+    ap.add_argument("--jobs", type=int, default=None,
+                    help="runs trained at once, each in its own one-thread process (default: one per core)")
     args = ap.parse_args(argv)
-    if args.one:
-        import torch
-        torch.set_num_threads(1)
-        run_seed(args.scale, args.seeds[0])
-        return 0
     todo = [s for s in args.seeds if stored(args.scale, s) is None]
-    if args.jobs > 1 and len(todo) > 1:
-        procs: list[subprocess.Popen] = []
-        for s in todo:
-            if len(procs) >= args.jobs:
-                procs.pop(0).wait()
-            procs.append(subprocess.Popen([sys.executable, "-m", "gplan_lib.studies.seed_study", "--scale", args.scale,
-                                           "--seeds", str(s), "--one"]))
-        codes = [p.wait() for p in procs]
-        if any(codes):
-            raise SystemExit(f"a seed worker failed (exit codes {codes})")
-    else:
-        for s in todo:
-            run_seed(args.scale, s)
+    from ..picd.experiment import PICDExperiment
+    for s in todo:  # each seed's tokenizer and initial weights, built here once before the workers read them
+        PICDExperiment(args.scale, s)
+    run_jobs(jobs(args.scale, todo), args.jobs, desc="seed study")
     from ..core.config import published_dirs
     dirs = published_dirs(args.scale)
-    summary = summarise([stored(args.scale, s) or run_seed(args.scale, s) for s in args.seeds])
+    summary = summarise([stored(args.scale, s) for s in args.seeds])
     (dirs.results / "seeds.json").write_text(json.dumps(summary, indent=1))
     plot_seeds(summary, dirs.figures / "seeds.png")
     print(f"wrote {dirs.results / 'seeds.json'} and {dirs.figures / 'seeds.png'}")

@@ -88,6 +88,17 @@ def label_progress(trainer: Trainer, name: str) -> None:
     trainer.add_callback(EpochLog(name))
 
 
+def is_trained(out: Path, key: str) -> bool:
+    """Whether ``out`` holds a finished run of ``key``; a finished run of another key is an error (the
+    trained weights are the user's product: replacing them takes ``retrain=True``)."""
+    card_path = out / MODEL_CARD
+    if not card_path.is_file():
+        return False
+    if json.loads(card_path.read_text()).get("key") != key:
+        raise FileExistsError(f"{out} holds a run trained with another config; pass retrain=True to replace it")
+    return True
+
+
 def train_or_reuse(out: Path, key: str, retrain: bool, build: Callable[[str], Trainer], tokenizer,
                    card: Callable[[Trainer], dict[str, Any]]) -> list[dict[str, Any]]:
     """Reuse ``out`` if its card has ``key``; otherwise train ``build(trainer_dir)`` and save the run.
@@ -96,11 +107,8 @@ def train_or_reuse(out: Path, key: str, retrain: bool, build: Callable[[str], Tr
     from accelerate import PartialState
     from transformers.trainer_utils import get_last_checkpoint
     card_path, started = out / MODEL_CARD, out / "training_key.txt"
-    if card_path.is_file():
-        if json.loads(card_path.read_text()).get("key") == key and not retrain:
-            return json.loads((out / "log_history.json").read_text())
-        if not retrain:
-            raise FileExistsError(f"{out} holds a run trained with another config; pass retrain=True to replace it")
+    if not retrain and is_trained(out, key):
+        return json.loads((out / "log_history.json").read_text())
     resume = None
     if not retrain and started.is_file() and started.read_text() == key and (out / "trainer").is_dir():
         resume = get_last_checkpoint(str(out / "trainer"))

@@ -1,0 +1,53 @@
+"""Training side by side (training.parallel): one-thread workers, job order and errors, and the point of it -
+a run trained in a worker is bit for bit the run trained here on one thread."""
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from gplan_lib.picd.experiment import PICDExperiment, variant
+from gplan_lib.training.parallel import Job, one_thread, run_jobs
+
+
+def test_workers_run_on_one_thread_without_progress_bars():
+    before = os.environ.get("TQDM_DISABLE")
+    out = run_jobs([Job("threads", torch.get_num_threads), Job("bars", os.getenv, ("TQDM_DISABLE",))], workers=2)
+    assert out == {"threads": 1, "bars": "1"}
+    assert os.environ.get("TQDM_DISABLE") == before  # this process's environment is as it was
+
+
+def test_jobs_wait_for_what_they_need_and_errors_name_the_job():
+    out = run_jobs([Job("b", math.sqrt, (16.0,), after=("a",)), Job("a", math.sqrt, (4.0,))], workers=1)
+    assert out == {"a": 2.0, "b": 4.0}
+    with pytest.raises(ValueError, match="unknown jobs \\['z'\\]"):
+        run_jobs([Job("a", math.sqrt, (4.0,), after=("z",))])
+    with pytest.raises(RuntimeError, match="wait for jobs that never ran"):
+        run_jobs([Job("a", math.sqrt, (4.0,), after=("b",)), Job("b", math.sqrt, (4.0,), after=("a",))])
+    with pytest.raises(RuntimeError, match="bad failed in its worker process: ValueError: math domain error"):
+        run_jobs([Job("bad", math.sqrt, (-1.0,))])
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256((path / "model.safetensors").read_bytes()).hexdigest()
+
+
+def test_a_run_trained_in_a_worker_is_the_run_trained_here_on_one_thread(tmp_path):
+    """The weights do not depend on where the run trained: a worker process beside another run, or this
+    process on one thread (the committed cpu results are reproducible on any core count)."""
+    subprocess.run([Path(sys.executable).parent / "gplan", "synth", "--scale", "ci"], check=True, capture_output=True)
+    direct, calr = variant("Direct-SFT"), variant("PICD (CALR)")
+    side = PICDExperiment("ci", 0, work=tmp_path / "side")
+    histories = side.train_all([direct, calr], workers=2)
+    assert set(histories) == {"Direct-SFT", "PICD (CALR)"} and all(histories.values())
+    here = PICDExperiment("ci", 0, work=tmp_path / "here")
+    with one_thread():
+        here.train(calr)
+    assert _digest(side.run_dir(calr)) == _digest(here.run_dir(calr))
+    assert side.jobs([direct, calr]) == []  # both trained: nothing left to run
