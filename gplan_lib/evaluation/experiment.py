@@ -24,6 +24,7 @@ from ..picd.config import PICDConfig
 from ..synthesis.teacher import ExpertTeacher
 from ..training.checkpoints import checkpoint
 from ..training.generation import MODEL_CARD, StudentPlanner
+from ..training.parallel import Job, run_jobs
 from . import baselines
 from .config import EvaluationConfig
 from .constrained import ConstrainedPlanner
@@ -113,11 +114,12 @@ class EvaluationExperiment:
 
     def train_baselines(self, features: str = "raw") -> dict[str, Any]:
         """The five Table 1 baselines, trained on the students' training rows at the students' size,
-        seeing the context as ``features`` (``baseline_inputs.FEATURES``)."""
+        seeing the context as ``features`` (``baseline_inputs.FEATURES``); side by side on a CPU, one thread
+        each (``training.parallel``), so that their weights do not depend on the core count."""
         hp = self.cfg.baselines
         arch = hp.arch or self.model_cfg.arch  # full scales name their own size
-        return {name: baselines.train_baseline(name, self.train_rows, arch, hp, self.seed, features)
-                for name in baselines.BASELINES}
+        return run_jobs([Job(name, baselines.train_baseline, (name, self.train_rows, arch, hp, self.seed, features))
+                         for name in baselines.BASELINES], desc=f"baselines ({features})")
 
     def batch1(self, name: str) -> dict[str, float]:
         return batch1_latency(self.student(name), self.test_rows[: self.eval_cfg.latency_requests],

@@ -98,7 +98,7 @@ def _check(jobs: Sequence[Job]) -> None:
 
 
 def run_jobs(jobs: Sequence[Job], workers: int | None = None, desc: str = "training") -> dict[str, Any]:
-    """Run ``jobs`` (in the order given, as their ``after`` allows) and return ``{name: result}``.
+    """Run ``jobs`` (in the order given, as their ``after`` allows) and return ``{name: result}`` in that order.
     On a CPU they run ``workers`` at a time (default: one per core) in one-thread worker processes;
     elsewhere one after another here. A failed job stops the rest and raises, naming it."""
     from tqdm.auto import tqdm
@@ -139,7 +139,7 @@ def run_jobs(jobs: Sequence[Job], workers: int | None = None, desc: str = "train
             pool.shutdown(wait=False, cancel_futures=True)
             raise
     bar.close()
-    return results
+    return {j.name: results[j.name] for j in jobs}
 
 
 def _result(fut: Future, job: Job) -> Any:
