@@ -159,11 +159,11 @@ class PICDExperiment:
                               lambda tr: model_card(v.mode, self.options, schedule=v.schedule, b_star=tr.b_star,
                                                     steps_per_epoch=tr.steps_per_epoch))
 
-    def jobs(self, variants: Sequence[Variant] = VARIANTS, retrain: bool = False, prefix: str = "") -> list[Job]:
+    def jobs(self, variants: Sequence[Variant] = VARIANTS, retrain: bool = False) -> list[Job]:
         """The training jobs (``training.parallel``) of those ``variants`` not trained yet, longest first."""
         todo = [v for v in variants if retrain or not is_trained(self.run_dir(v), self.run_key(v))]
         todo.sort(key=lambda v: LONGEST_FIRST.index(v.slug))
-        return [Job(prefix + v.name, train_variant, (*self._spec, v.slug, retrain)) for v in todo]
+        return [Job(v.name, train_variant, (*self._spec, v.slug, retrain)) for v in todo]
 
     def train_all(self, variants: Sequence[Variant] = VARIANTS, retrain: bool = False,
                   workers: int | None = None) -> dict[str, list[dict[str, float]]]:
