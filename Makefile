@@ -54,8 +54,8 @@ publish: setup
 	$(BIN)/gplan publish --scale $(SCALE)
 
 # Tables 3-4 over training seeds 0-2 (results/$(SCALE)/seeds.json; seed 0 = the notebooks' runs), and the
-# regime study (results/$(SCALE)/regimes.json). At the cpu scale on 2 cores: about 1.5 h and 35 min from nothing
-# (1 h and 26 min after `make run`, whose seed-0 runs they reuse).
+# regime study (results/$(SCALE)/regimes.json). At the cpu scale on 2 cores: about 1.4 h and 35 min from nothing
+# (56 min and 26 min after `make run`, whose seed-0 runs they reuse).
 seeds: setup
 	$(BIN)/gplan synth --scale $(SCALE)
 	$(BIN)/python -m gplan_lib.studies.seed_study --scale $(SCALE) --seeds 0 1 2
