@@ -181,12 +181,10 @@ class RegimeStudy:
 
     def dpo(self) -> None:
         """Part 3: the DPO variants from the context-sensitive base."""
-        base_variant = variant(self.rcfg.dpo_base)
-        self.scratch.train(base_variant)
-        base = self.scratch.run_dir(base_variant)
-        exp = SCDPOExperiment(self.scale, self.seed, **self._dpo_kwargs())
-        scores, _ = exp.evaluate(base, base_variant.name)
-        self.results["dpo"]["base"] = {"name": base_variant.name, **_scores(scores), **exp.sensitivity(base, generate=False)}
+        exp = SCDPOExperiment(self.scale, self.seed, **self._dpo_kwargs())  # its base was trained by ``jobs``
+        name = variant(self.rcfg.dpo_base).name
+        scores, _ = exp.evaluate(exp.base, name)
+        self.results["dpo"]["base"] = {"name": name, **_scores(scores), **exp.sensitivity(exp.base, generate=False)}
         self._save()
         for run in self.rcfg.dpo_runs():
             hist = exp.train(run.variant, tag=run.tag, **run.overrides)
