@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 from pathlib import Path
@@ -274,6 +275,12 @@ def _describe(exc: BaseException) -> str:
     return str(exc)
 
 
+def _who(command: str) -> str:
+    """``gplan <command>``, with the rank under torchrun / accelerate (whose logs interleave the processes)."""
+    rank, world = os.environ.get("RANK"), int(os.environ.get("WORLD_SIZE", "1"))
+    return f"gplan {command} (rank {rank} of {world})" if rank is not None and world > 1 else f"gplan {command}"
+
+
 def _sigterm(signum, frame):
     raise SystemExit(EXIT_INTERRUPTED)  # unwinds like Ctrl-C: worker pools are terminated on the way out
 
@@ -287,14 +294,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (InputError, RowError, ValueError, OSError, LLMError) as exc:
         if args.debug:
             raise
-        print(f"gplan {args.command}: {_describe(exc)}", file=sys.stderr)
+        print(f"{_who(args.command)}: {_describe(exc)}", file=sys.stderr)
         return EXIT_INPUT
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     except Exception as exc:  # a bug: say so in one line; --debug shows where
         if args.debug:
             raise
-        print(f"gplan {args.command}: internal error ({type(exc).__name__}: {exc}); "
+        print(f"{_who(args.command)}: internal error ({type(exc).__name__}: {exc}); "
               "rerun with --debug for the traceback", file=sys.stderr)
         return EXIT_INTERNAL
     finally:

@@ -145,6 +145,14 @@ def test_user_mistakes_are_one_line_exit_2(tmp_path, capsys):
         main(["validate", str(tmp_path / "h.csv"), "--debug"])
 
 
+def test_under_torchrun_the_error_names_its_rank(tmp_path, capsys, monkeypatch):
+    """torchrun interleaves the processes' output: a rank's one-line error says which rank it is."""
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert main(["validate", str(tmp_path / "none.csv")]) == 2
+    assert capsys.readouterr().err.startswith("gplan validate (rank 1 of 2): ")
+
+
 def test_predict_needs_no_labels_and_names_a_missing_model_folder(tmp_path, capsys):
     """Finding 9 (findings page): a missing model folder said 'unknown planner'; predict needed labels."""
     path = tmp_path / "d.csv"
