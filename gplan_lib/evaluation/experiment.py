@@ -26,6 +26,7 @@ from ..training.checkpoints import checkpoint
 from ..training.generation import MODEL_CARD, StudentPlanner
 from ..training.parallel import Job, run_jobs
 from . import baselines
+from .baseline_inputs import FEATURES
 from .config import EvaluationConfig
 from .constrained import ConstrainedPlanner
 from .judge import OfflineJudge, Verdict
@@ -112,14 +113,16 @@ class EvaluationExperiment:
         write_predictions(records, self.pred_dir / split / f"{slug}.jsonl", overwrite=True)  # runs/ is regenerated
         return records
 
-    def train_baselines(self, features: str = "raw") -> dict[str, Any]:
-        """The five Table 1 baselines, trained on the students' training rows at the students' size,
-        seeing the context as ``features`` (``baseline_inputs.FEATURES``); side by side on a CPU, one thread
-        each (``training.parallel``), so that their weights do not depend on the core count."""
+    def train_baselines(self, features: Sequence[str] = FEATURES) -> dict[str, Any]:
+        """The five Table 1 baselines per feature set (``baseline_inputs.FEATURES``: ``raw`` named as the paper
+        names them, the others as ``"SASRec + facts"``), trained on the students' training rows at the students'
+        size; all side by side on a CPU, one thread each (``training.parallel``: one pool of workers, so their
+        weights do not depend on the core count)."""
         hp = self.cfg.baselines
         arch = hp.arch or self.model_cfg.arch  # full scales name their own size
-        return run_jobs([Job(name, baselines.train_baseline, (name, self.train_rows, arch, hp, self.seed, features))
-                         for name in baselines.BASELINES], desc=f"baselines ({features})")
+        return run_jobs([Job(name if f == "raw" else f"{name} + {f}", baselines.train_baseline,
+                             (name, self.train_rows, arch, hp, self.seed, f))
+                         for f in features for name in baselines.BASELINES], desc="baselines")
 
     def batch1(self, name: str) -> dict[str, float]:
         return batch1_latency(self.student(name), self.test_rows[: self.eval_cfg.latency_requests],
