@@ -116,7 +116,7 @@ class EvaluationExperiment:
     def train_baselines(self, features: Sequence[str] = FEATURES) -> dict[str, Any]:
         """The five Table 1 baselines per feature set (``baseline_inputs.FEATURES``: ``raw`` named as the paper
         names them, the others as ``"SASRec + facts"``), trained on the students' training rows at the students'
-        size; all side by side on a CPU, one thread each (``training.parallel``: one pool of workers, so their
+        size; on a CPU all in one pool of one-thread workers (``training.parallel``; one thread, so that their
         weights do not depend on the core count)."""
         hp = self.cfg.baselines
         arch = hp.arch or self.model_cfg.arch  # full scales name their own size
