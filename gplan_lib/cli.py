@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import signal
 import sys
 from pathlib import Path
@@ -24,6 +23,7 @@ from .evaluation.planners import planner
 from .synthesis.config import SynthConfig
 from .synthesis.rationalize import rationalize_csv
 from .synthesis.synthesize import ensure_dataset, synthesize
+from .training.parallel import launched_rank, training_threads
 
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -163,7 +163,6 @@ def cmd_predict(args) -> int:
 
 def cmd_train(args) -> int:
     from .picd.experiment import VARIANTS, PICDExperiment  # torch/transformers only when training
-    from .training.parallel import training_threads
     variants = {v.slug: v for v in VARIANTS}
     if args.run not in variants:
         raise InputError(f"unknown run {args.run!r}; choose one of {sorted(variants)}")
@@ -277,8 +276,8 @@ def _describe(exc: BaseException) -> str:
 
 def _who(command: str) -> str:
     """``gplan <command>``, with the rank under torchrun / accelerate (whose logs interleave the processes)."""
-    rank, world = os.environ.get("RANK"), int(os.environ.get("WORLD_SIZE", "1"))
-    return f"gplan {command} (rank {rank} of {world})" if rank is not None and world > 1 else f"gplan {command}"
+    launched = launched_rank()
+    return f"gplan {command} (rank {launched[0]} of {launched[1]})" if launched else f"gplan {command}"
 
 
 def _sigterm(signum, frame):

@@ -240,10 +240,10 @@ def test_two_processes_follow_the_same_curriculum_and_lr_switch(tmp_path):
             out = tmp_path / f"{name}-{attempt}"
             done = subprocess.run([*cmd, "--scale", "ci", "--method", "picd-calr", "--out", str(out)],
                                   capture_output=True, text=True, timeout=300)
-            why = "\n".join([line for line in done.stderr.splitlines() if line.startswith("gplan ")]  # a rank's error
-                            + [done.stderr[-1500:]])
             if done.returncode == 0:
                 break
+            why = "\n".join([line for line in done.stderr.splitlines() if line.startswith("gplan ")]  # a rank's error
+                            + [done.stderr[-1500:]])
             assert attempt == 0, why
             warnings.warn(f"{name}: exit {done.returncode} on the first attempt, retried:\n{why}")
         logs = [h for h in json.loads((out / "log_history.json").read_text()) if "loss" in h]

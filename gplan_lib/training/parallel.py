@@ -42,10 +42,16 @@ def cpu_count() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
+def launched_rank() -> tuple[int, int] | None:
+    """(rank, world size) of this process when torchrun / accelerate launched it among several, else None."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    return (int(os.environ.get("RANK", "0")), world) if world > 1 else None
+
+
 def side_by_side() -> bool:
     """Whether runs train in worker processes: on a CPU, outside torchrun / accelerate."""
     import torch
-    return not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) == 1
+    return not torch.cuda.is_available() and launched_rank() is None
 
 
 @contextlib.contextmanager
