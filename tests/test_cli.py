@@ -41,7 +41,7 @@ def test_report_csvs_rows_that_do_not_load(tmp_path, capsys):
 
 def test_validate_released_rows_passes(calibration_path):
     out = subprocess.run([sys.executable, "-m", "gplan_lib.cli", "validate", str(calibration_path), "--json"],
-                         capture_output=True, text=True)
+                         capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["n_rows"] == 501
 
@@ -175,6 +175,21 @@ def test_synth_recovers_from_a_corrupt_manifest_with_overwrite(tmp_path, capsys)
     with pytest.raises(FileExistsError, match="unreadable"):
         ensure_dataset(cfg, out)
     assert ensure_dataset(cfg, out, overwrite=True)["counts"]["train"] == 25
+
+
+def test_synthesis_workers_start_clean_of_this_process_signal_handlers():
+    """`gplan synth` hung in CI, and 1 run in 23 here: its forked workers inherited the CLI's SIGTERM handler
+    (SIGTERM -> SystemExit) and this process's threads, and when the pool closed one worker blocked forever
+    on the task queue's lock. Spawned workers start with the default SIGTERM action: terminate kills them."""
+    import signal
+
+    from gplan_lib.synthesis.synthesize import _workers
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: None)
+    try:
+        with _workers(2) as pool:
+            assert pool.apply(signal.getsignal, (signal.SIGTERM,)) == signal.SIG_DFL
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def test_sigterm_leaves_no_synth_worker_behind(tmp_path):

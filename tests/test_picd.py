@@ -228,7 +228,7 @@ def test_two_processes_follow_the_same_curriculum_and_lr_switch(tmp_path):
     from pathlib import Path
 
     bin_dir = Path(sys.executable).parent
-    subprocess.run([bin_dir / "gplan", "synth", "--scale", "ci"], check=True, capture_output=True)
+    subprocess.run([bin_dir / "gplan", "synth", "--scale", "ci"], check=True, capture_output=True, timeout=300)
     runs = {"one": [bin_dir / "gplan", "train"], "two": [bin_dir / "torchrun", "--nproc_per_node", "2", "-m",
                                                         "gplan_lib.cli", "train"]}
     seen = {}

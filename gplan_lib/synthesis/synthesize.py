@@ -7,14 +7,16 @@ review panel and for the LLM teacher's few-shot prompts. Same config -> byte-ide
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import multiprocessing
 import random
 from collections import Counter
 from dataclasses import asdict, dataclass
+from multiprocessing.pool import Pool
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from tqdm.auto import tqdm
 
@@ -60,14 +62,23 @@ def _pairs(args: tuple[int, list[dict[str, str]]]) -> list[dict[str, Any]]:
             for p in make_pairs(GsisrRow(cells), random.Random(seed * 104_729 + int(cells["id"])), teacher)]
 
 
-def _parallel(fn: Callable, jobs: Sequence, workers: int, desc: str) -> Iterable:
-    """Results of ``fn`` over ``jobs`` in job order (processes when workers > 1). Leaving early - an
-    error, Ctrl-C, or SIGTERM turned into SystemExit by the CLI - terminates the workers."""
-    if workers <= 1:
-        yield from tqdm(map(fn, jobs), total=len(jobs), desc=desc)
+@contextlib.contextmanager
+def _workers(n: int) -> Iterator[Pool | None]:
+    """``n`` worker processes for one synthesis (None: it runs here). Leaving the block - an error, Ctrl-C,
+    or SIGTERM turned into SystemExit by the CLI - terminates them. Spawned, not forked: a forked worker
+    inherits the CLI's SIGTERM handler and this process's threads (tqdm's monitor, OpenBLAS), and at the
+    pool's close one such worker could block forever on the task queue's lock, hanging `gplan synth`
+    (1 run in 23 here; the first synthesis of a CI run). A spawned worker starts clean and dies on SIGTERM."""
+    if n <= 1:
+        yield None
         return
-    with multiprocessing.Pool(workers) as pool:  # __exit__ terminates the workers
-        yield from tqdm(pool.imap(fn, jobs), total=len(jobs), desc=desc)
+    with multiprocessing.get_context("spawn").Pool(n) as pool:
+        yield pool
+
+
+def _parallel(fn: Callable, jobs: Sequence, pool: Pool | None, desc: str) -> Iterator:
+    """Results of ``fn`` over ``jobs`` in job order, from ``pool``'s workers or here."""
+    yield from tqdm(pool.imap(fn, jobs) if pool else map(fn, jobs), total=len(jobs), desc=desc)
 
 
 def seed_set(cfg: SynthConfig) -> list[dict[str, Any]]:
@@ -98,18 +109,15 @@ def _prepare(out_dir: str | Path, overwrite: bool) -> Path:
     return out
 
 
-def synthesize(cfg: SynthConfig, out_dir: str | Path, overwrite: bool = False) -> dict[str, Any]:
-    """Build the dataset into ``out_dir``; returns the manifest (also written as manifest.json)."""
-    out = _prepare(out_dir, overwrite)
+def _accept(cfg: SynthConfig, pool: Pool | None, report: dict[str, Any]) -> list[Candidate]:
+    """Teacher candidates through the rule filter until ``cfg.n`` pass; tallies ``report`` on the way."""
     accepted: list[Candidate] = []
-    report = {"candidates": 0, "rejected": 0, "by_rule": Counter(), "by_tier": Counter(),
-              "injected": Counter(), "caught": Counter(), "clean_rejected": 0, "mistakes_passed": 0}
     start = 0
     while len(accepted) < cfg.n:
         need = cfg.n - len(accepted)
         span = max(cfg.chunk, int(need / (1 - cfg.noise_rate) * 1.05) + 1)
         jobs = [(cfg, s, min(s + cfg.chunk, start + span)) for s in range(start, start + span, cfg.chunk)]
-        for chunk in _parallel(_candidates, jobs, cfg.workers, "candidates"):
+        for chunk in _parallel(_candidates, jobs, pool, "candidates"):
             for c in chunk:
                 if len(accepted) == cfg.n:
                     break
@@ -126,13 +134,22 @@ def synthesize(cfg: SynthConfig, out_dir: str | Path, overwrite: bool = False) -
                 else:
                     accepted.append(c)
         start += span
+    return accepted
 
-    train, test = _split([GsisrRow(c.cells) for c in accepted], cfg)
-    anchor_sets = {"pairs_train.jsonl": train[: cfg.pair_anchors], "pairs_test.jsonl": test[: cfg.test_size // 2]}
-    pairs = {}
-    for name, anchors in anchor_sets.items():
-        jobs = [(cfg.seed, [r.cells for r in anchors[s:s + 500]]) for s in range(0, len(anchors), 500)]
-        pairs[name] = (len(anchors), [rec for chunk in _parallel(_pairs, jobs, cfg.workers, name) for rec in chunk])
+
+def synthesize(cfg: SynthConfig, out_dir: str | Path, overwrite: bool = False) -> dict[str, Any]:
+    """Build the dataset into ``out_dir``; returns the manifest (also written as manifest.json)."""
+    out = _prepare(out_dir, overwrite)
+    report = {"candidates": 0, "rejected": 0, "by_rule": Counter(), "by_tier": Counter(),
+              "injected": Counter(), "caught": Counter(), "clean_rejected": 0, "mistakes_passed": 0}
+    with _workers(cfg.workers) as pool:
+        accepted = _accept(cfg, pool, report)
+        train, test = _split([GsisrRow(c.cells) for c in accepted], cfg)
+        anchor_sets = {"pairs_train.jsonl": train[: cfg.pair_anchors], "pairs_test.jsonl": test[: cfg.test_size // 2]}
+        pairs = {}
+        for name, anchors in anchor_sets.items():
+            jobs = [(cfg.seed, [r.cells for r in anchors[s:s + 500]]) for s in range(0, len(anchors), 500)]
+            pairs[name] = (len(anchors), [rec for chunk in _parallel(_pairs, jobs, pool, name) for rec in chunk])
     train_ids = {r.id for r in train}
     lengths = [c.plan_len for c in accepted if c.cells["id"] in train_ids]
     filter_report = {
