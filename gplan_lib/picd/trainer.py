@@ -249,7 +249,7 @@ def make_trainer(model, tokenizer, samples: Sequence[EncodedSample], mode: Mode,
     section-normalised loss and the ``schedule`` over eta_struct / eta_polish (``hp.b_star`` None: p90 of B)."""
     dataset = CurriculumDataset(samples, mode)
     if hp.gradient_checkpointing:
-        model.gradient_checkpointing_enable()
+        model.activation_checkpointing_enable()
     args = training_arguments(hp, out_dir, seed, deepspeed, save_strategy="steps" if hp.save_steps else "no",
                               save_steps=hp.save_steps or 500, save_total_limit=hp.save_total_limit)
     return PICDTrainer(model=model, args=args, train_dataset=dataset, data_collator=collate(tokenizer.pad_token_id),

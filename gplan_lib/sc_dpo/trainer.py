@@ -159,7 +159,7 @@ def make_dpo_trainer(model, tokenizer, pairs: Sequence[EncodedPair], weights: SC
     steps the Trainer plans, whatever the number of processes); ``hp.grad_accum`` micro-batches,
     ``hp.gradient_checkpointing`` and ``hp.response_logits`` (see ``sequence_logps``) per scale."""
     if hp.gradient_checkpointing:
-        model.gradient_checkpointing_enable()
+        model.activation_checkpointing_enable()
     args = training_arguments(hp, out_dir, seed, lr_scheduler_type="constant_with_warmup",
                               warmup_steps=float(hp.warmup_ratio), save_strategy="no")
     return SCDPOTrainer(model=model, args=args, train_dataset=PairDataset(pairs),
