@@ -178,9 +178,9 @@ def test_synth_recovers_from_a_corrupt_manifest_with_overwrite(tmp_path, capsys)
 
 
 def test_synthesis_workers_start_clean_of_this_process_signal_handlers():
-    """`gplan synth` hung in CI, and 1 run in 23 here: its forked workers inherited the CLI's SIGTERM handler
-    (SIGTERM -> SystemExit) and this process's threads, and when the pool closed one worker blocked forever
-    on the task queue's lock. Spawned workers start with the default SIGTERM action: terminate kills them."""
+    """`gplan synth` hung (12 runs in 96 here, and CI's first synthesis): its forked workers inherited the
+    CLI's SIGTERM handler (SIGTERM -> SystemExit) and this process's threads, and when the pool closed one
+    worker blocked forever on the task queue's lock. Spawned workers start with the default SIGTERM action."""
     import signal
 
     from gplan_lib.synthesis.synthesize import _workers

@@ -68,7 +68,7 @@ def _workers(n: int) -> Iterator[Pool | None]:
     or SIGTERM turned into SystemExit by the CLI - terminates them. Spawned, not forked: a forked worker
     inherits the CLI's SIGTERM handler and this process's threads (tqdm's monitor, OpenBLAS), and at the
     pool's close one such worker could block forever on the task queue's lock, hanging `gplan synth`
-    (1 run in 23 here; the first synthesis of a CI run). A spawned worker starts clean and dies on SIGTERM."""
+    (12 runs in 96 on 2 cores). A spawned worker starts clean and dies on SIGTERM."""
     if n <= 1:
         yield None
         return
