@@ -7,6 +7,7 @@ import math
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -32,6 +33,17 @@ def test_jobs_wait_for_what_they_need_and_errors_name_the_job():
         run_jobs([Job("a", math.sqrt, (4.0,), after=("b",)), Job("b", math.sqrt, (4.0,), after=("a",))])
     with pytest.raises(RuntimeError, match="bad failed in its worker process: ValueError: math domain error"):
         run_jobs([Job("bad", math.sqrt, (-1.0,))])
+
+
+def test_a_failure_stops_the_runs_still_training():
+    """Leaving early (a failed job here; Ctrl-C, a notebook's interrupt or SIGTERM alike) terminates the runs
+    still training: before, they went on in the background and the process waited for them at exit."""
+    import psutil
+    start = time.monotonic()
+    with pytest.raises(RuntimeError, match="bad failed"):
+        run_jobs([Job("slow", time.sleep, (120.0,)), Job("bad", math.sqrt, (-1.0,))], workers=2)
+    workers = [p for p in psutil.Process().children() if "spawn_main" in " ".join(p.cmdline())]
+    assert workers == [] and time.monotonic() - start < 60
 
 
 def _digest(path: Path) -> str:

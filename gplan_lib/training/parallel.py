@@ -142,10 +142,23 @@ def run_jobs(jobs: Sequence[Job], workers: int | None = None, desc: str = "train
                     bar.update()
                     bar.write(f"{j.name}: done in {time.perf_counter() - start:.0f} s")
         except BaseException:
-            pool.shutdown(wait=False, cancel_futures=True)
+            _stop(pool)
             raise
     bar.close()
     return {j.name: results[j.name] for j in jobs}
+
+
+def _stop(pool: ProcessPoolExecutor) -> None:
+    """Leave now (a failed job, Ctrl-C, a notebook's interrupt, SIGTERM): cancel the queued jobs and terminate
+    the running ones. ``shutdown`` alone lets running jobs go on training in the background, writing the
+    run folders that a rerun trains again, and keeps the process alive until they finish. The workers are
+    the executor's ``_processes``: ``terminate_workers`` is public only from Python 3.14."""
+    workers = list((pool._processes or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for p in workers:
+        p.terminate()
+    for p in workers:
+        p.join()
 
 
 def _result(fut: Future, job: Job) -> Any:
