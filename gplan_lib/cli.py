@@ -23,7 +23,7 @@ from .evaluation.planners import planner
 from .synthesis.config import SynthConfig
 from .synthesis.rationalize import rationalize_csv
 from .synthesis.synthesize import ensure_dataset, synthesize
-from .training.parallel import launched_rank, training_threads
+from .training.parallel import close_process_group, launched_rank, training_threads
 
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -170,6 +170,7 @@ def cmd_train(args) -> int:
     out = Path(args.out) if args.out else exp.run_dir(variants[args.run])
     with training_threads():  # on a CPU one thread: the weights notebook 02 would train
         history = exp.train(variants[args.run], retrain=args.retrain, deepspeed=args.deepspeed, out=out)
+    close_process_group()
     print(f"{args.run}: {len([h for h in history if 'loss' in h])} logged steps; saved to {out} "
           "(log_history.json: epoch, learning_rate, stage per logged step)")
     return EXIT_OK

@@ -50,6 +50,21 @@ def test_a_failure_stops_the_runs_still_training():
     assert workers == [] and time.monotonic() - start < 60
 
 
+def test_under_torchrun_one_rank_is_the_main_process(tmp_path):
+    """A bare accelerate PartialState() on a CPU under torchrun reported one process, so both ranks took
+    themselves for rank 0 and deleted and rebuilt the same run folder (a rank's `File exists`, exit 2, in CI).
+    ``process_state`` asks for it as the Trainer does; ``close_process_group`` then ends both ranks cleanly."""
+    probe = tmp_path / "probe.py"
+    probe.write_text("from gplan_lib.training.parallel import close_process_group, process_state\n"
+                     "state = process_state()\n"
+                     "print('main' if state.is_main_process else 'other', state.num_processes, flush=True)\n"
+                     "close_process_group()\n")
+    done = subprocess.run([Path(sys.executable).parent / "torchrun", "--nproc_per_node", "2", str(probe)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert sorted(done.stdout.split()) == ["2", "2", "main", "other"]
+
+
 def _digest(path: Path) -> str:
     return hashlib.sha256((path / "model.safetensors").read_bytes()).hexdigest()
 

@@ -22,7 +22,7 @@ from ..evaluation.latency import batch1_latency
 from ..training.checkpoints import checkpoint, config_key, is_trained, train_or_reuse
 from ..training.generation import StudentPlanner, evaluate_student, model_card
 from ..training.modeling import add_latent_tokens, load_for_training, load_pretrained, save, tiny_qwen3, train_tokenizer
-from ..training.parallel import Job, run_jobs
+from ..training.parallel import Job, process_state, run_jobs
 from ..training.trainer import steps_per_epoch, warmup_steps
 from .config import PICDConfig
 from .trainer import EncodedSample, Mode, Schedule, b_star_of, compression_profile, encode, make_trainer
@@ -77,12 +77,11 @@ class PICDExperiment:
         self.test_rows = load_rows(self.data_dir / "test.csv")[: self.cfg.n_eval]
         self.work.mkdir(parents=True, exist_ok=True)
         self.init_dir = Path(init_from) if init_from else self.work / "init"
-        from accelerate import PartialState
         if init_from:
             from transformers import AutoTokenizer
             self.tokenizer = AutoTokenizer.from_pretrained(self.init_dir)
         else:
-            with PartialState().main_process_first():  # under `accelerate launch`, rank 0 builds, the rest reuse
+            with process_state().main_process_first():  # under `accelerate launch`, rank 0 builds, the rest reuse
                 self.tokenizer = self._init_model()
         self.samples: list[EncodedSample] = encode(self.train_rows, self.tokenizer, self.options, self.cfg.max_len)
 

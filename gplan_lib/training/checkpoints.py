@@ -19,6 +19,7 @@ from transformers.trainer_callback import PrinterCallback, ProgressCallback
 from ..core.paths import REPO
 from .generation import MODEL_CARD
 from .modeling import merged, save
+from .parallel import process_state
 
 CHECKPOINTS = REPO / "checkpoints"
 
@@ -104,7 +105,6 @@ def train_or_reuse(out: Path, key: str, retrain: bool, build: Callable[[str], Tr
     """Reuse ``out`` if its card has ``key``; otherwise train ``build(trainer_dir)`` and save the run.
     An interrupted run of the same key resumes from its last periodic checkpoint (written when the
     scale sets ``save_steps``). Returns the trainer's log history."""
-    from accelerate import PartialState
     from transformers.trainer_utils import get_last_checkpoint
     card_path, started = out / MODEL_CARD, out / "training_key.txt"
     if not retrain and is_trained(out, key):
@@ -112,7 +112,7 @@ def train_or_reuse(out: Path, key: str, retrain: bool, build: Callable[[str], Tr
     resume = None
     if not retrain and started.is_file() and started.read_text() == key and (out / "trainer").is_dir():
         resume = get_last_checkpoint(str(out / "trainer"))
-    state = PartialState()  # under torchrun / accelerate: only rank 0 touches the filesystem
+    state = process_state()  # under torchrun / accelerate: only rank 0 touches the filesystem
     if resume is None and state.is_main_process:
         if out.exists():
             shutil.rmtree(out)

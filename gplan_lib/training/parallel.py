@@ -48,6 +48,27 @@ def launched_rank() -> tuple[int, int] | None:
     return (int(os.environ.get("RANK", "0")), world) if world > 1 else None
 
 
+def process_state():
+    """accelerate's ``PartialState`` as the Trainer sets it up (``cpu=True`` without a GPU). A bare
+    ``PartialState()`` on a CPU under torchrun reports one process, so every rank took itself for rank 0:
+    each deleted and rebuilt the run folder (one rank's `File exists`, exit 2, in CI and 1 launch in 40 here)."""
+    import torch
+    from accelerate import PartialState
+    return PartialState(cpu=not torch.cuda.is_available())
+
+
+def close_process_group() -> None:
+    """At the end of a process that torchrun / accelerate launched among several: wait for every rank (rank 0
+    saves the run last), then close the process group. A rank that exits with it open can abort in gloo's
+    threads at interpreter exit ('terminate called without an active exception', SIGABRT; 1 launch of
+    `gplan train` in 40 here; pytorch/pytorch#190489). Nothing to do in a single process."""
+    if launched_rank() is None:
+        return
+    state = process_state()
+    state.wait_for_everyone()
+    state.destroy_process_group()
+
+
 def side_by_side() -> bool:
     """Whether runs train in worker processes: on a CPU, outside torchrun / accelerate."""
     import torch
