@@ -54,15 +54,17 @@ def test_under_torchrun_one_rank_is_the_main_process(tmp_path):
     """A bare accelerate PartialState() on a CPU under torchrun reported one process, so both ranks took
     themselves for rank 0 and deleted and rebuilt the same run folder (a rank's `File exists`, exit 2, in CI).
     ``process_state`` asks for it as the Trainer does; ``close_process_group`` then ends both ranks cleanly."""
-    probe = tmp_path / "probe.py"
-    probe.write_text("from gplan_lib.training.parallel import close_process_group, process_state\n"
+    probe = tmp_path / "probe.py"  # each rank writes its own file: the two processes' stdout interleaves
+    probe.write_text("import os, pathlib, sys\n"
+                     "from gplan_lib.training.parallel import close_process_group, process_state\n"
                      "state = process_state()\n"
-                     "print('main' if state.is_main_process else 'other', state.num_processes, flush=True)\n"
+                     "pathlib.Path(sys.argv[1], os.environ['RANK']).write_text("
+                     "f\"{'main' if state.is_main_process else 'other'} {state.num_processes}\")\n"
                      "close_process_group()\n")
-    done = subprocess.run([Path(sys.executable).parent / "torchrun", "--nproc_per_node", "2", str(probe)],
+    done = subprocess.run([Path(sys.executable).parent / "torchrun", "--nproc_per_node", "2", str(probe), str(tmp_path)],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert sorted(done.stdout.split()) == ["2", "2", "main", "other"]
+    assert {r: (tmp_path / r).read_text() for r in ("0", "1")} == {"0": "main 2", "1": "other 2"}
 
 
 def _digest(path: Path) -> str:
