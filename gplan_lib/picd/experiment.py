@@ -81,7 +81,7 @@ class PICDExperiment:
             from transformers import AutoTokenizer
             self.tokenizer = AutoTokenizer.from_pretrained(self.init_dir)
         else:
-            with process_state().main_process_first():  # under `accelerate launch`, rank 0 builds, the rest reuse
+            with process_state().main_process_first():  # under torchrun / accelerate, rank 0 builds, the rest reuse
                 self.tokenizer = self._init_model()
         self.samples: list[EncodedSample] = encode(self.train_rows, self.tokenizer, self.options, self.cfg.max_len)
 
