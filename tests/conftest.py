@@ -1,6 +1,10 @@
 """Shared fixtures. Tests that need the released rows skip cleanly when ../shared is absent."""
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 from helpers import FakeServer
 
@@ -18,6 +22,15 @@ def calibration_path():
 @pytest.fixture(scope="session")
 def calibration_rows(calibration_path) -> list[GsisrRow]:
     return load_rows(calibration_path)
+
+
+@pytest.fixture(scope="session")
+def ci_dataset() -> Path:
+    """data/synth/ci/ as `gplan synth --scale ci` writes it (the command line, as a user runs it; once per session)."""
+    gplan = Path(sys.executable).parent / "gplan"
+    subprocess.run([gplan, "synth", "--scale", "ci"], check=True, capture_output=True, timeout=300)
+    from gplan_lib.core.config import output_dirs
+    return output_dirs("ci").data
 
 
 @pytest.fixture

@@ -71,10 +71,9 @@ def _digest(path: Path) -> str:
     return hashlib.sha256((path / "model.safetensors").read_bytes()).hexdigest()
 
 
-def test_a_run_trained_in_a_worker_is_the_run_trained_here_on_one_thread(tmp_path):
+def test_a_run_trained_in_a_worker_is_the_run_trained_here_on_one_thread(tmp_path, ci_dataset):
     """The weights do not depend on where the run trained: a worker process beside another run, or this
     process on one thread (the committed cpu results are reproducible on any core count)."""
-    subprocess.run([Path(sys.executable).parent / "gplan", "synth", "--scale", "ci"], check=True, capture_output=True, timeout=300)
     direct, calr = variant("Direct-SFT"), variant("PICD (CALR)")
     side = PICDExperiment("ci", 0, work=tmp_path / "side")
     histories = side.train_all([direct, calr], workers=2)

@@ -219,7 +219,7 @@ def test_latent_valid(text, ok, why):
     assert valid == ok and why in reason
 
 
-def test_two_processes_follow_the_same_curriculum_and_lr_switch(tmp_path):
+def test_two_processes_follow_the_same_curriculum_and_lr_switch(tmp_path, ci_dataset):
     """Issue 11: under torchrun (2 gloo processes) each epoch trains at the same stage and CALR drops
     to eta_polish in the same epoch as in one process, although each process takes half the steps."""
     import json
@@ -228,7 +228,6 @@ def test_two_processes_follow_the_same_curriculum_and_lr_switch(tmp_path):
     from pathlib import Path
 
     bin_dir = Path(sys.executable).parent
-    subprocess.run([bin_dir / "gplan", "synth", "--scale", "ci"], check=True, capture_output=True, timeout=300)
     runs = {"one": [bin_dir / "gplan", "train"], "two": [bin_dir / "torchrun", "--nproc_per_node", "2", "-m",
                                                         "gplan_lib.cli", "train"]}
     seen = {}

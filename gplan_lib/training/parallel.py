@@ -61,9 +61,7 @@ def close_process_group() -> None:
     """At the end of a process that torchrun / accelerate launched among several: wait for every rank (rank 0
     saves the run last), then close the process group. A rank that exits with it open can abort in gloo's
     threads at interpreter exit ('terminate called without an active exception', SIGABRT; 1 launch of
-    `gplan train` in 40 here; pytorch/pytorch#190489). Nothing to do in a single process."""
-    if launched_rank() is None:
-        return
+    `gplan train` in 40 here; pytorch/pytorch#190489). In a single process both steps do nothing."""
     state = process_state()
     state.wait_for_everyone()
     state.destroy_process_group()
