@@ -65,7 +65,9 @@ regimes: setup
 	$(BIN)/python -m gplan_lib.studies.regimes --scale $(SCALE)
 
 # What only a GPU can show: PICD and SC-DPO steps (full-scale settings) and decoding at the Qwen3-1.7B/4B
-# shapes, random weights, no hub; writes results/gpu-check/<gpu>.json. Without a GPU it says so, exit 0.
+# shapes on one GPU, and with two or more GPUs one DDP step (1.7B) and one ZeRO-3 step (4B); random weights,
+# no hub; writes results/gpu-check/<gpu>.json after each part. Without a GPU it says so (exit 0); with NVIDIA
+# GPUs that torch cannot use (an older driver) it says why (exit 1).
 gpu-check: setup
 	$(BIN)/python -m gplan_lib.studies.gpu_check
 

@@ -161,18 +161,78 @@ def cmd_predict(args) -> int:
     return EXIT_OK
 
 
+PICD_METHODS = ("direct-cosine", "cot-cosine", "picd-cosine", "picd-constant", "picd-calr")
+DPO_METHODS = ("dpo-vanilla", "dpo-sc", "dpo-sc-no-anchor", "dpo-sc-no-gap", "dpo-sc-no-centre")
+TRAIN_METHODS = (*PICD_METHODS, *DPO_METHODS, "dpo-reference", "backbone")
+
+
+def _train_overrides(items: Sequence[str] | None) -> dict[str, Any]:
+    """``--set train.<setting>=<value>`` (values read as JSON where they parse: exact floats) as a dict."""
+    out: dict[str, Any] = {}
+    for item in items or ():
+        key, sep, value = item.partition("=")
+        if not sep or not key.startswith("train.") or not key[len("train."):]:
+            raise InputError(f"--set {item!r}: expected train.<setting>=<value>, e.g. --set train.lr=0.0004")
+        try:
+            out[key[len("train."):]] = json.loads(value)
+        except ValueError:
+            out[key[len("train."):]] = value
+    return out
+
+
+def _require_fit(scale: str, model, deepspeed: str | None) -> None:
+    """Refuse, before loading, a full fine-tuning that cannot fit this node's GPUs with its strategy."""
+    import torch
+    if model.kind != "pretrained" or not torch.cuda.is_available():
+        return
+    from .studies.cost_model import check_strategy
+    from .training.launch import DeviceError
+    gpu_gb = torch.cuda.get_device_properties(0).total_memory / 1e9
+    problem = check_strategy(scale, (launched_rank() or (0, 1))[1], deepspeed, gpu_gb)
+    if problem:
+        raise DeviceError(problem)
+
+
 def cmd_train(args) -> int:
-    from .picd.experiment import VARIANTS, PICDExperiment  # torch/transformers only when training
-    variants = {v.slug: v for v in VARIANTS}
-    if args.run not in variants:
-        raise InputError(f"unknown run {args.run!r}; choose one of {sorted(variants)}")
-    exp = PICDExperiment(args.scale, args.seed)
-    out = Path(args.out) if args.out else exp.run_dir(variants[args.run])
-    with training_threads():  # on a CPU one thread: the weights notebook 02 would train
-        history = exp.train(variants[args.run], retrain=args.retrain, deepspeed=args.deepspeed, out=out)
+    from .picd.config import PICDConfig
+    from .training.launch import require_device
+    if args.run not in TRAIN_METHODS:
+        raise InputError(f"unknown method {args.run!r}; choose one of {', '.join(TRAIN_METHODS)}")
+    model = PICDConfig.from_scale(args.scale).model
+    require_device(model, args.scale)  # seconds, before anything downloads
+    _require_fit(args.scale, model, args.deepspeed)
+    overrides, picd, dpo = _train_overrides(args.set), args.run in PICD_METHODS, args.run.startswith("dpo-")
+    for flag, value, ok in (("--init-from", args.init_from, picd), ("--base", args.base, dpo), ("--tag", args.tag, dpo),
+                            ("--set", overrides, args.run != "backbone" and args.run != "dpo-reference"),
+                            ("--out", args.out, args.run not in ("backbone", "dpo-reference"))):
+        if value and not ok:
+            raise InputError(f"{flag} does not apply to --method {args.run}")
+    with training_threads():  # on a CPU one thread: the weights a notebook's launch trains
+        if picd:
+            from .picd.experiment import PICDExperiment, variant
+            exp = PICDExperiment(args.scale, args.seed, train_overrides=overrides or None, work=args.work,
+                                 init_from=args.init_from)
+            out = Path(args.out) if args.out else exp.run_dir(variant(args.run))
+            history = exp.train(variant(args.run), retrain=args.retrain, deepspeed=args.deepspeed, out=out)
+        elif dpo:
+            from .sc_dpo.experiment import SCDPOExperiment
+            dexp = SCDPOExperiment(args.scale, args.seed, base=args.base, work=args.work)
+            if args.run == "dpo-reference":
+                dexp.reference()
+                out, history = dexp.reference_cache, []
+            else:
+                name = args.run.removeprefix("dpo-")
+                dexp.weights(name)  # an unknown variant is an error before anything trains
+                out = Path(args.out) if args.out else dexp.run_dir(name, args.tag)
+                history = dexp.train(name, args.retrain, args.tag, args.deepspeed, out=out, **overrides)
+        else:
+            from .studies.regimes import pretrain_job
+            out = pretrain_job(args.scale, args.seed, args.deepspeed)
+            history = json.loads((out / "log_history.json").read_text())
     close_process_group()
-    print(f"{args.run}: {len([h for h in history if 'loss' in h])} logged steps; saved to {out} "
-          "(log_history.json: epoch, learning_rate, stage per logged step)")
+    if (launched_rank() or (0,))[0] == 0:
+        print(f"{args.run}: {len([h for h in history if 'loss' in h])} logged steps; saved to {out}"
+              + (" (log_history.json: epoch, learning_rate, stage per logged step)" if picd else ""))
     return EXIT_OK
 
 
@@ -250,14 +310,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.add_argument("--train", help="training CSV (for --model majority)")
     p.add_argument("--overwrite", action="store_true")
-    p = command("train", cmd_train, "train one Table 2/3 run at a named scale (also under `accelerate launch`)")
+    p = command("train", cmd_train, "one training at a named scale: a Table 2/3 run, a DPO variant, the DPO reference "
+                                    "pass or the regime study's backbone (under torchrun / accelerate too)")
     p.add_argument("--scale", required=True)
     p.add_argument("--run", "--method", dest="run", required=True,
-                   help="direct-cosine | cot-cosine | picd-cosine | picd-constant | picd-calr (under torchrun, "
-                        "write --method: torchrun reads --run as its own --run-path)")
+                   help=f"{' | '.join(TRAIN_METHODS)} (under torchrun, write --method: torchrun reads --run as its own "
+                        "--run-path)")
     p.add_argument("--seed", type=_nonnegative, default=0)
     p.add_argument("--deepspeed", help="DeepSpeed config, e.g. configs/ds_zero3.json")
-    p.add_argument("--out", help="the run's folder (default: checkpoints/<scale>/<run>)")
+    p.add_argument("--out", help="the run's folder (default: checkpoints/<scale>/<method>)")
+    p.add_argument("--work", help="the experiment's folder (default: checkpoints/<scale>[/seed-<s>])")
+    p.add_argument("--init-from", help="PICD: start from this saved model (with its tokenizer and init_key.txt)")
+    p.add_argument("--base", help="DPO: the PICD student to start from (default: checkpoints/<scale>[/seed-<s>]/picd-calr)")
+    p.add_argument("--tag", default="", help="DPO: a suffix for a run kept apart (dpo-<variant>-<tag>)")
+    p.add_argument("--set", action="append", metavar="train.SETTING=VALUE",
+                   help="change one of the scale's training settings (repeatable), e.g. train.lr=0.0004")
     p.add_argument("--retrain", action="store_true")
     p = command("publish", cmd_publish, "copy runs/<scale>/results and figures over the committed results/<scale>/ and "
                                         "figures/<scale>/ (what the README shows)")

@@ -19,9 +19,9 @@ from gplan_lib.training.generation import MODEL_CARD, StudentPlanner, model_card
 from gplan_lib.training.modeling import (
     add_latent_tokens,
     chat_prompt,
+    load,
     load_for_training,
     load_pretrained,
-    merged,
     save,
     tiny_qwen3,
     train_tokenizer,
@@ -60,8 +60,39 @@ def test_pretrained_path_adds_latent_tokens_and_lora_trains_their_rows(base_dir)
     trainable = [n for n, p in lora.named_parameters() if p.requires_grad]
     assert any("lora_" in n for n in trainable) and any("trainable_tokens" in n for n in trainable)
     assert sum(p.numel() for n, p in lora.named_parameters() if p.requires_grad) < sum(p.numel() for p in lora.parameters()) / 2
-    plain = merged(lora)
-    assert not hasattr(plain, "peft_config") and plain.get_input_embeddings().num_embeddings == len(tok)
+
+
+@pytest.mark.parametrize("qlora", [False, True])
+def test_a_lora_student_is_saved_as_its_adapter_and_loads_back_exactly(base_dir, tmp_path, qlora):
+    """Issue 19: a LoRA / QLoRA student was merged before saving, which on a 4-bit base re-quantises the merged
+    weights, so deltas below one NF4 step vanished. It is saved as its adapter (and trained latent rows) and
+    loads back over the same base, 4-bit for QLoRA, with the trained model's outputs."""
+    from transformers import AutoTokenizer
+    tok = AutoTokenizer.from_pretrained(base_dir)
+    torch.manual_seed(0)  # bitsandbytes' CPU kernels need rows of 64 or more: hidden size 128
+    model = tiny_qwen3(tok, {**TINY_ARCH, "hidden_size": 128, "intermediate_size": 256, "head_dim": 64})
+    add_latent_tokens(tok, model)
+    start = save(model, tok, tmp_path / "start")
+    cfg = ModelConfig(kind="pretrained", name=str(start), dtype="float32", lora={"r": 4, "lora_alpha": 8}, qlora=qlora)
+    torch.manual_seed(0)
+    student = load_for_training(start, tok, cfg)
+    with torch.no_grad():  # a small update, as a few steps at a small LR leave it
+        for n, p in student.named_parameters():
+            if "lora_B" in n:
+                p.normal_(0, 1e-3)
+    student.eval()
+    ids = torch.tensor([tok("<|im_start|>user\n去机场<|im_end|>", add_special_tokens=False).input_ids])
+    with torch.no_grad(), student.disable_adapter():
+        base = student(input_ids=ids).logits
+    with torch.no_grad():
+        trained = student(input_ids=ids).logits
+    out = save(student, tok, tmp_path / "student")
+    assert (out / "adapter_config.json").is_file() and not (out / "model.safetensors").exists()
+    loaded, _ = load(out, torch.float32, qlora=qlora)
+    with torch.no_grad():
+        got = loaded.eval()(input_ids=ids).logits
+    assert (trained - base).abs().max() > 1e-4  # the update changes the outputs ...
+    assert torch.allclose(got, trained, atol=1e-6, rtol=1e-5)  # ... and survives saving and loading
 
 
 def test_student_predict_then_score(base_dir, rows, tmp_path, capsys):
@@ -137,28 +168,3 @@ def test_mixed_precision_moves_weights_like_fp32(base_dir, rows, tmp_path):
     print(f"weights moved: fp32 {fp32:.3f}, mixed {mixed:.3f}, bf16 weights {bf16_weights:.3f}")
     assert fp32 > 0.9 and abs(mixed - fp32) < 0.02, (fp32, mixed)
     assert bf16_weights < 0.5 * fp32, bf16_weights
-
-
-def test_gpu_check_without_a_gpu_says_so_and_its_steps_run_at_a_tiny_shape(tmp_path, capsys):
-    """Issue 11: `make gpu-check` exits 0 without a GPU; the code it runs there works end to end here
-    (PICD and SC-DPO steps with the full scales' settings, decoding) at a tiny shape on the CPU."""
-    from gplan_lib.picd.config import PICDConfig
-    from gplan_lib.sc_dpo.config import SCDPOConfig
-    from gplan_lib.studies import gpu_check
-    if torch.cuda.is_available():
-        pytest.skip("a GPU is present: `make gpu-check` is the check")
-    assert gpu_check.main([]) == 0 and "no CUDA device" in capsys.readouterr().out
-    from gplan_lib.core.prompt import PromptOptions
-    opts = PromptOptions.named("released")
-    rows = gpu_check._rows(12)
-    tok = train_tokenizer([m["content"] for r in rows for m in build_messages(r, opts)] + [r["raw_labels"] for r in rows],
-                          vocab_size=600)
-    shape = {**TINY_ARCH, "vocab_size": len(tok) + 40}
-    shape.pop("max_position_embeddings")
-    picd = replace(PICDConfig.from_scale("full-4b").train, batch_size=2, bf16=False)
-    dpo = replace(SCDPOConfig.from_scale("full-4b").train, batch_size=1, grad_accum=2, bf16=False, lr=1e-3)
-    out = gpu_check.check_shape(shape, tok, picd, dpo, str(tmp_path), "cpu", steps=2, prompt_tokens=64,
-                                new_tokens={"Direct-SFT": 5, "PICD": 8})
-    assert out["picd"]["steps"] == 2 and out["sc_dpo"]["steps"] == 2
-    assert out["picd"]["weights_moved"] > 0.5 and out["sc_dpo"]["weights_moved"] > 0.5, out
-    assert out["decoding"]["PICD"]["tokens_per_s"] > 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import math
 import os
 import subprocess
@@ -83,3 +84,30 @@ def test_a_run_trained_in_a_worker_is_the_run_trained_here_on_one_thread(tmp_pat
         here.train(calr)
     assert _digest(side.run_dir(calr)) == _digest(here.run_dir(calr))
     assert side.jobs([direct, calr]) == []  # both trained: nothing left to run
+
+
+def test_side_losses_are_averaged_over_the_ranks(tmp_path):
+    """Issue 19: `loss` was averaged over ranks but `loss_cot`, `loss_json` and the DPO rewards were rank 0's
+    window means. Each rank records different values (one records a term the other lacks); both log the mean of
+    all of them."""
+    probe = tmp_path / "probe.py"
+    probe.write_text(
+        "import json, os, pathlib, sys, torch\n"
+        "from transformers import TrainingArguments\n"
+        "from gplan_lib.training.parallel import close_process_group\n"
+        "from gplan_lib.training.trainer import WindowedLogs\n"
+        "rank = int(os.environ['RANK'])\n"
+        "tr = WindowedLogs(model=torch.nn.Linear(2, 2), args=TrainingArguments(output_dir=sys.argv[1], use_cpu=True, "
+        "report_to=[]))\n"
+        "tr.record({'loss_cot': 1.0 + rank})\n"
+        "tr.record({'loss_cot': 3.0 + rank, **({'loss_json': 5.0} if rank else {})})\n"
+        "logs = {}\n"
+        "tr.log(logs)\n"
+        "pathlib.Path(sys.argv[1], str(rank)).write_text(json.dumps(logs))\n"
+        "close_process_group()\n")
+    done = subprocess.run([Path(sys.executable).parent / "torchrun", "--nproc_per_node", "2", str(probe), str(tmp_path)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    for rank in ("0", "1"):
+        logged = json.loads((tmp_path / rank).read_text())
+        assert (logged["loss_cot"], logged["loss_json"]) == (2.5, 5.0), (rank, logged)

@@ -156,12 +156,12 @@ def test_compression_profile_and_b_star(corpus, tok):
     assert b_star_of(samples) == int(np.ceil(np.quantile([s.n_blocks for s in samples], 0.9)))
 
 
-def _trainer(corpus, tok, out, epochs=3, save_steps=None, seen=None):
+def _trainer(corpus, tok, out, epochs=3, save_steps=None, seen=None, bf16=False):
     torch.manual_seed(0)
     model = tiny_qwen3(tok, TINY_ARCH)
     samples = encode(corpus[:24], tok, OPTS, 1024)
     hp = PICDTrainConfig(epochs=epochs, batch_size=8, lr=1e-3, polish_lr=2e-4, warmup_ratio=0.1, logging_steps=1,
-                         save_steps=save_steps, b_star=1, disable_tqdm=True)
+                         save_steps=save_steps, b_star=1, disable_tqdm=True, bf16=bf16)
     tr = make_trainer(model, tok, samples, "picd", "calr", hp, str(out))
     if seen is not None:  # record the stage of every sample the trainer actually reads
         ds, get = tr.train_dataset, tr.train_dataset.__getitem__
@@ -255,32 +255,35 @@ def test_two_processes_follow_the_same_curriculum_and_lr_switch(tmp_path, ci_dat
     assert seen["two"][2] < seen["one"][2]  # each process did take fewer steps
 
 
-def test_response_only_logits_give_the_same_loss_and_gradients(corpus, tok):
-    """Issue 11: at full scale the output head runs only from the batch's first supervised token on and
-    the CE is upcast in chunks; the loss and the gradients are those of the full computation."""
-    import torch
+def test_response_only_loss_gives_the_same_loss_and_gradients(corpus, tok, monkeypatch):
+    """Issues 11, 19: at full scale the output head runs only where a CoT or JSON token is predicted, chunk by
+    chunk under checkpointing (several chunks here); the loss and the gradients are the full computation's."""
     from helpers import TINY_ARCH
 
     from gplan_lib.core.prompt import PromptOptions
-    from gplan_lib.picd.trainer import CurriculumDataset, collate, encode, section_loss
+    from gplan_lib.picd.trainer import PROMPT, CurriculumDataset, collate, encode, section_loss, section_means
+    from gplan_lib.training import trainer as plumbing
     from gplan_lib.training.modeling import tiny_qwen3
-    from gplan_lib.training.trainer import logits_needed
     torch.manual_seed(0)
     model = tiny_qwen3(tok, TINY_ARCH)
+    monkeypatch.setattr(plumbing, "CE_CHUNK_ELEMENTS", 7 * model.config.vocab_size)  # 7 tokens per chunk
     data = CurriculumDataset(encode(corpus[:4], tok, PromptOptions.named("tiny"), 1024), "picd")
     data.set_curriculum_epoch(3)
     batch = collate(tok.pad_token_id)([data[i] for i in range(4)])
-    ids, sections = batch["input_ids"], batch["sections"]
+    ids, att, sections = batch["input_ids"], batch["attention_mask"], batch["sections"]
     results = []
     for response_only in (False, True):
         model.zero_grad()
-        keep = logits_needed(sections) if response_only else ids.shape[1]
-        logits = model(input_ids=ids, attention_mask=batch["attention_mask"], logits_to_keep=keep if response_only else 0).logits
-        loss, _ = section_loss(logits, ids[:, -keep:], sections[:, -keep:], 7 if response_only else None)
+        if response_only:
+            scored = sections != PROMPT
+            loss, parts = section_means(plumbing.supervised_ce(model, ids, att, scored), sections[:, 1:][scored[:, 1:]])
+        else:
+            loss, parts = section_loss(model(input_ids=ids, attention_mask=att).logits, ids, sections)
         loss.backward()
-        results.append((loss.item(), [p.grad.clone() for p in model.parameters()], logits.shape[1]))
-    (full, g_full, n_full), (part, g_part, n_part) = results
-    assert n_part < n_full and part == pytest.approx(full, rel=1e-5)
+        results.append((loss.item(), parts, [p.grad.clone() for p in model.parameters()]))
+    (full, p_full, g_full), (part, p_part, g_part) = results
+    assert int((sections[:, 1:] != PROMPT).sum()) > 7 * 3  # several chunks
+    assert part == pytest.approx(full, rel=1e-5) and p_part == pytest.approx(p_full, rel=1e-5)
     assert all(torch.allclose(a, b, atol=1e-6, rtol=1e-4) for a, b in zip(g_full, g_part))
 
 
@@ -331,3 +334,66 @@ def test_training_progress_names_the_run(corpus, tok, tmp_path, capsys, bars):
     assert "[picd-calr] epoch 1/2" in out and "[picd-calr] epoch 2/2" in out
     assert "{'loss'" not in out + err
     assert ("training picd-calr" in err) == bars
+
+
+def test_a_finished_run_leaves_no_model_or_optimizer_alive(corpus, tok, tmp_path):
+    """Issue 19: in mixed precision the trained model outlived its training until a garbage collection (accelerate's
+    autocast wrapper makes a reference cycle), so on a GPU the previous run's weights and optimizer states stayed
+    in memory while the next run loaded."""
+    import gc
+    import weakref
+
+    from gplan_lib.training.checkpoints import train_or_reuse
+    alive = {}
+
+    def build(trainer_dir):
+        tr = _trainer(corpus, tok, trainer_dir, epochs=1, bf16=True)
+        alive["model"] = weakref.ref(tr.model)
+        return tr
+
+    gc.disable()  # only what train_or_reuse itself releases counts
+    try:
+        train_or_reuse(tmp_path / "run", "k", False, build, tok, lambda tr: {"mode": "picd"})
+        assert alive["model"]() is None
+    finally:
+        gc.enable()
+
+
+PEAK_SCRIPT = """
+import resource, sys, torch, torch.nn.functional as F
+from transformers import Qwen3Config, Qwen3ForCausalLM
+from gplan_lib.training.trainer import supervised_ce
+torch.manual_seed(0)
+model = Qwen3ForCausalLM(Qwen3Config(vocab_size=151936, hidden_size=64, num_hidden_layers=1, num_attention_heads=2,
+                                     num_key_value_heads=1, head_dim=32, intermediate_size=128, tie_word_embeddings=True))
+B, T, R = 2, 1024, 256  # two sequences whose last 256 tokens are the response
+ids, att = torch.randint(0, 151000, (B, T)), torch.ones(B, T, dtype=torch.long)
+scored = torch.zeros(B, T, dtype=torch.bool)
+scored[:, T - R:] = True
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+if sys.argv[1] == "full":
+    logits = model(input_ids=ids, attention_mask=att).logits[:, :-1]  # (B, T-1, V)
+    ce = F.cross_entropy(logits.flatten(0, 1).float(), ids[:, 1:].flatten(), reduction="none")[scored[:, 1:].flatten()]
+else:
+    ce = supervised_ce(model, ids, att, scored)
+ce.mean().backward()
+print(ce.numel(), (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024)
+"""
+
+
+def test_the_response_only_loss_never_holds_a_whole_logits_matrix():
+    """Issue 19: at Qwen3's 151,936-row vocabulary the loss's peak memory (forward and backward), measured as the
+    growth of each process's peak resident memory: the full computation materialises (tokens x vocabulary)
+    logits, their fp32 softmax and gradient; the response-only loss holds one checkpointed chunk at a time."""
+    import subprocess
+    import sys
+    peak = {}
+    for mode in ("full", "response"):
+        done = subprocess.run([sys.executable, "-c", PEAK_SCRIPT, mode], capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-2000:]
+        n, mb = done.stdout.split()
+        peak[mode] = (int(n), float(mb))
+    print(f"loss peak growth: full {peak['full'][1]:.0f} MB, response-only {peak['response'][1]:.0f} MB")
+    assert peak["full"][0] == peak["response"][0] == 2 * 256  # the same scored tokens
+    logits_mb = 2 * 1023 * 151936 * 4 / 2**20  # one fp32 logits matrix of the full computation: 1,186 MB
+    assert peak["full"][1] > 2 * logits_mb and peak["response"][1] < logits_mb / 2, peak

@@ -182,11 +182,35 @@ def test_lora_policy_reference_is_the_adapter_disabled_base(setup):
     policy.unload()  # leave the shared fixture model as it was
 
 
-def test_response_only_log_probs_equal_the_full_computation(setup):
+def test_response_only_log_probs_equal_the_full_computation(setup, monkeypatch):
+    from gplan_lib.training import trainer as plumbing
     model, tok, records, opts = setup
+    monkeypatch.setattr(plumbing, "CE_CHUNK_ELEMENTS", 5 * model.config.vocab_size)  # several chunks per batch
     pairs = encode_pairs(records[:6], tok, opts)
     ids, att, resp = _batch([(p.prompt, p.chosen) for p in pairs], tok.pad_token_id)
     with torch.no_grad():
         full = sequence_logps(model, ids, att, resp)
         part = sequence_logps(model, ids, att, resp, response_only=True)
     assert torch.allclose(full, part, rtol=1e-5, atol=1e-4)
+
+
+def test_in_mixed_precision_the_rewards_start_at_zero(setup, tmp_path):
+    """Issue 19: the policy trains under bf16 autocast, so the reference is scored under it too (``pair_logps``
+    with ``bf16``); scored in fp32, as before, the rewards at step 0 were not 0 (here 4e-4; 0.007 nats on the ci
+    student)."""
+    _, tok, records, opts = setup
+    pairs = encode_pairs(records, tok, opts)
+    hp = TrainConfig(batch_size=4, lr=1e-3, warmup_ratio=0.03, logging_steps=1, disable_tqdm=True, bf16=True)
+    start = {}
+    for bf16_reference in (False, True):
+        torch.manual_seed(0)
+        policy = tiny_qwen3(tok, TINY_ARCH)  # fresh: a model another Trainer prepared is not wrapped in autocast again
+        ref_c, ref_r = pair_logps(policy, pairs, tok.pad_token_id, batch_size=8, bf16=bf16_reference)
+        for p, c, r in zip(pairs, ref_c, ref_r):
+            p.ref_chosen, p.ref_rejected = float(c), float(r)
+        tr = make_dpo_trainer(policy, tok, pairs, SCDPOLoss(), hp, str(tmp_path / str(bf16_reference)))
+        tr.train()
+        first = next(log for log in tr.state.log_history if "loss" in log)
+        start[bf16_reference] = max(abs(first["rewards/chosen"]), abs(first["rewards/rejected"]))
+    print(f"largest |reward| at step 0: reference in fp32 {start[False]:.2e}, under bf16 autocast {start[True]:.2e}")
+    assert start[True] <= 1e-6 and start[False] > 1e-4, start

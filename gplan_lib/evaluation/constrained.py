@@ -115,12 +115,13 @@ class ConstrainedPlanner:
         self.generated += tokens
 
     def _choose(self, options: Sequence[int]) -> int:
-        """The model's greedy pick among ``options``, after one forward pass over everything pending."""
+        """The model's greedy pick among ``options`` (the first of equals), after one forward pass over everything
+        pending: logits at the last position only, read back once."""
         out = self.student.model(input_ids=torch.tensor([self.pending], device=self.student.device),
-                                 past_key_values=self.past, use_cache=True)
+                                 past_key_values=self.past, use_cache=True, logits_to_keep=1)
         self.past, self.pending, self.passes = out.past_key_values, [], self.passes + 1
-        logits = out.logits[0, -1]
-        return max(options, key=lambda t: float(logits[t]))
+        scores = out.logits[0, -1, torch.tensor(options, device=out.logits.device)]  # (len(options),)
+        return options[int(scores.argmax())]
 
     def _walk(self, alternatives: Sequence[tuple[int, ...]]) -> int:
         """Follow the trie of ``alternatives`` (prefix-free token sequences); returns the index chosen."""

@@ -10,19 +10,20 @@ from __future__ import annotations
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 
-from ..core.config import as_written, output_dirs
+from ..core.config import as_written, output_dirs, replace
 from ..core.data import GsisrRow, load_rows
 from ..core.metrics import Scores
 from ..core.prompt import PromptOptions, build_messages
 from ..evaluation.latency import batch1_latency
 from ..training.checkpoints import checkpoint, config_key, is_trained, train_or_reuse
 from ..training.generation import StudentPlanner, evaluate_student, model_card
+from ..training.launch import Launch, require_device, train_argv
 from ..training.modeling import add_latent_tokens, load_for_training, load_pretrained, save, tiny_qwen3, train_tokenizer
-from ..training.parallel import Job, process_state, run_jobs
+from ..training.parallel import process_state, run_jobs
 from ..training.trainer import steps_per_epoch, warmup_steps
 from .config import PICDConfig
 from .trainer import EncodedSample, Mode, Schedule, b_star_of, compression_profile, encode, make_trainer
@@ -60,14 +61,17 @@ def variant(name_or_slug: str) -> Variant:
 class PICDExperiment:
     """One scale's PICD experiment: data, tokenizer, initial model, the five variants and their evaluation."""
 
-    def __init__(self, scale: str, seed: int = 0, *, cfg: PICDConfig | None = None, work: str | Path | None = None,
-                 init_from: str | Path | None = None):
-        """``cfg``: the scale's ``picd`` settings changed (the regime study's LRs); ``work``: where the runs go
-        (default ``checkpoint(scale, seed=seed)``); ``init_from``: start every run from this saved model
+    def __init__(self, scale: str, seed: int = 0, *, train_overrides: dict[str, Any] | None = None,
+                 work: str | Path | None = None, init_from: str | Path | None = None):
+        """``train_overrides``: the scale's ``picd.train`` settings changed (the regime study's LRs); ``work``: where
+        the runs go (default ``checkpoint(scale, seed=seed)``); ``init_from``: start every run from this saved model
         (with its tokenizer and an ``init_key.txt``, e.g. a pretrained backbone) instead of a fresh one."""
         self.scale, self.seed = scale, seed
-        self._spec = (scale, seed, {"cfg": cfg, "work": work, "init_from": init_from})  # rebuilds it in a worker
-        self.cfg = cfg or PICDConfig.from_scale(scale)
+        self.cfg = PICDConfig.from_scale(scale)
+        require_device(self.cfg.model, scale)  # before any download: a Qwen3 backbone needs a GPU
+        if train_overrides:
+            self.cfg = replace(self.cfg, train=replace(self.cfg.train, **train_overrides))
+        self._launch = {"work": work, "init_from": init_from, "overrides": train_overrides}  # `gplan train` rebuilds it
         self.dirs = output_dirs(scale)
         self.data_dir, self.work = self.dirs.data, Path(work) if work else checkpoint(scale, seed=seed)
         if not (self.data_dir / "train.csv").is_file():
@@ -97,7 +101,12 @@ class PICDExperiment:
             from transformers import AutoTokenizer
             return AutoTokenizer.from_pretrained(self.init_dir)
         torch.manual_seed(self.seed)
-        if m.kind == "tiny":
+        if m.kind == "tiny" and m.tokenizer == "qwen3":  # Qwen3's vocabulary and embedding rows, random weights
+            from ..training.qwen3_tokenizer import qwen3_tokenizer
+            tok = qwen3_tokenizer()
+            model = tiny_qwen3(tok, m.arch, rows=m.vocab_size)
+            add_latent_tokens(tok, model)  # into spare rows of the 151,936, as on the real checkpoint
+        elif m.kind == "tiny":
             corpus = [msg["content"] for r in self.train_rows for msg in build_messages(r, self.options)]
             tok = train_tokenizer(corpus + [r["raw_labels"] for r in self.train_rows], m.vocab_size)
             add_latent_tokens(tok)
@@ -145,29 +154,39 @@ class PICDExperiment:
 
     def train(self, v: Variant, retrain: bool = False, deepspeed: str | None = None,
               out: str | Path | None = None) -> list[dict[str, float]]:
-        """Train ``v`` from the initial weights (or reuse it); returns the trainer's log history.
+        """Train ``v`` from the initial weights (or reuse it) in this process; returns the trainer's log history.
         ``deepspeed``: a DeepSpeed config for multi-GPU runs (an execution setting, not part of the key);
-        ``out``: the run's folder (default: ``run_dir(v)``)."""
+        ``out``: the run's folder (default: ``run_dir(v)``). Notebooks and studies launch ``gplan train``, which
+        calls this (``jobs``, ``train_all``)."""
+        m = self.cfg.model
+
         def build(trainer_dir: str):
-            torch.manual_seed(self.seed)
-            model = load_for_training(self.init_dir, self.tokenizer, self.cfg.model)
+            def model():
+                torch.manual_seed(self.seed)
+                return load_for_training(self.init_dir, self.tokenizer, m)
             return make_trainer(model, self.tokenizer, self.samples, v.mode, v.schedule, self.cfg.train,
                                 trainer_dir, seed=self.seed, deepspeed=deepspeed)
 
+        card = lambda tr: model_card(v.mode, self.options, schedule=v.schedule, b_star=tr.b_star,
+                                     steps_per_epoch=tr.steps_per_epoch, **({"qlora": True} if m.qlora else {}))
         return train_or_reuse(Path(out) if out else self.run_dir(v), self.run_key(v), retrain, build, self.tokenizer,
-                              lambda tr: model_card(v.mode, self.options, schedule=v.schedule, b_star=tr.b_star,
-                                                    steps_per_epoch=tr.steps_per_epoch))
+                              card, save_dtype=None if m.kind == "tiny" else getattr(torch, m.dtype))
 
-    def jobs(self, variants: Sequence[Variant] = VARIANTS, retrain: bool = False) -> list[Job]:
-        """The training jobs (``training.parallel``) of those ``variants`` not trained yet, longest first."""
+    def launch(self, v: Variant, retrain: bool = False, name: str | None = None, after: tuple[str, ...] = ()) -> Launch:
+        """``v``'s training as a ``gplan train`` launch (``training.launch``) that rebuilds this experiment."""
+        return Launch(name or v.name, self.scale, train_argv(self.scale, self.seed, v.slug, retrain=retrain,
+                                                             **self._launch), after)
+
+    def jobs(self, variants: Sequence[Variant] = VARIANTS, retrain: bool = False) -> list[Launch]:
+        """The launches of those ``variants`` not trained yet, longest first."""
         todo = [v for v in variants if retrain or not is_trained(self.run_dir(v), self.run_key(v))]
         todo.sort(key=lambda v: LONGEST_FIRST.index(v.slug))
-        return [Job(v.name, train_variant, (*self._spec, v.slug, retrain)) for v in todo]
+        return [self.launch(v, retrain) for v in todo]
 
     def train_all(self, variants: Sequence[Variant] = VARIANTS, retrain: bool = False,
                   workers: int | None = None) -> dict[str, list[dict[str, float]]]:
-        """Train (or reuse) several variants, side by side on a CPU with one thread each (the weights do
-        not depend on the core count: ``training.parallel``); returns each one's log history by name."""
+        """Train (or reuse) several variants, each a launched ``gplan train`` (on a CPU side by side, one thread
+        each: the weights do not depend on the core count); returns each one's log history by name."""
         run_jobs(self.jobs(variants, retrain), workers, desc="PICD training")
         return {v.name: self.train(v) for v in variants}
 
@@ -182,7 +201,3 @@ class PICDExperiment:
         return batch1_latency(StudentPlanner(self.run_dir(v)), self.test_rows[: n or ev.latency_requests],
                               ev.max_new_tokens, desc=f"{v.name} latency")
 
-
-def train_variant(scale: str, seed: int, kwargs: dict, slug: str, retrain: bool = False) -> list[dict[str, float]]:
-    """A worker's job: build the experiment as ``PICDExperiment(scale, seed, **kwargs)`` and train ``slug``."""
-    return PICDExperiment(scale, seed, **kwargs).train(variant(slug), retrain=retrain)

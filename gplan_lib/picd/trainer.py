@@ -5,7 +5,8 @@
   in coconut), so at 1-based epoch e a sample has min(e - 1, B) blocks folded. The released code
   froze its targets at build time and trained on full text throughout.
 - Section-normalised loss (Eq. 5): L = 1/2 (L_cot + L_json), each the mean token loss over its
-  section, pooled over the micro-batch as the released code does. Section spans are recorded when
+  section, pooled over the micro-batch as the released code does (full scales: the head and the loss at
+  supervised positions only, ``training.trainer.supervised_ce``). Section spans are recorded when
   the sequence is assembled, never found afterwards by searching for the ids of "</THOUGHT>".
 - CALR (Eq. 4): eta_struct while the global stage g(t) <= B*, then eta_polish with cosine decay;
   cosine and constant schedules for the ablation (Table 3). The multiplier is a function of the
@@ -29,20 +30,12 @@ from ..core.parsing import parse_output
 from ..core.prompt import PromptOptions, build_messages
 from ..core.scaffold import Reasoning, latent_tokens_for, sample_stage
 from ..training.modeling import chat_prompt
-from ..training.trainer import (
-    CE_CHUNK,
-    WindowedLogs,
-    logits_needed,
-    right_pad,
-    token_ce,
-    training_arguments,
-    warmup_steps,
-)
+from ..training.trainer import WindowedLogs, right_pad, supervised_ce, token_ce, training_arguments, warmup_steps
 from .config import PICDTrainConfig
 
 Mode = Literal["direct", "cot", "picd"]
 Schedule = Literal["calr", "cosine", "constant"]
-PROMPT, COT, JSON = 0, 1, 2  # section ids per token (0: unsupervised, as training.trainer.logits_needed reads it)
+PROMPT, COT, JSON = 0, 1, 2  # section ids per token (0: unsupervised)
 
 
 @dataclass
@@ -144,18 +137,22 @@ def collate(pad_id: int):
     return fn
 
 
-def section_loss(logits: torch.Tensor, input_ids: torch.Tensor, sections: torch.Tensor, chunk: int | None = None
-                 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """Eq. 5: the mean CE over CoT tokens and over JSON tokens (pooled over the batch), averaged;
-    a section absent from the batch drops out. Returns the loss and its parts for logging.
-    ``logits`` may cover only the last L positions; ``input_ids`` and ``sections`` are then the same L."""
-    ce = token_ce(logits[:, :-1].flatten(0, 1), input_ids[:, 1:].flatten(), chunk)  # (B*(L-1),)
-    sec = sections[:, 1:].flatten()  # (B*(L-1),): the section of each predicted token
-    parts = {name: ce[sec == sid].mean() for name, sid in (("cot", COT), ("json", JSON)) if (sec == sid).any()}
+def section_means(ce: torch.Tensor, sections: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+    """Eq. 5 from per-token losses ``ce`` (N,) and the section of each token (N,): the mean over CoT tokens
+    and the mean over JSON tokens (pooled over the batch), averaged; a section absent from the batch drops
+    out. Returns the loss and its parts for logging."""
+    parts = {name: ce[sections == sid].mean() for name, sid in (("cot", COT), ("json", JSON)) if (sections == sid).any()}
     if not parts:
         raise ValueError("batch has no supervised tokens")
     loss = torch.stack(list(parts.values())).mean()
     return loss, {f"loss_{k}": float(v.detach()) for k, v in parts.items()}
+
+
+def section_loss(logits: torch.Tensor, input_ids: torch.Tensor, sections: torch.Tensor
+                 ) -> tuple[torch.Tensor, dict[str, float]]:
+    """Eq. 5 from full (B, T, V) logits (the CPU scales): every position's CE, then ``section_means``."""
+    ce = token_ce(logits[:, :-1].flatten(0, 1), input_ids[:, 1:].flatten())  # (B*(T-1),)
+    return section_means(ce, sections[:, 1:].flatten())  # the section of each predicted token
 
 
 def lr_multiplier(step: int, total: int, steps_per_epoch: int, schedule: Schedule, warmup: int,
@@ -216,12 +213,15 @@ class PICDTrainer(WindowedLogs):
         self.steps_per_epoch: int | None = None  # optimizer steps per epoch, as the Trainer plans them
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        sections, ids = inputs.pop("sections"), inputs["input_ids"]  # (B, T) each
-        keep = logits_needed(sections) if self.response_logits else ids.shape[1]
-        outputs = model(input_ids=ids, attention_mask=inputs["attention_mask"],
-                        logits_to_keep=keep if self.response_logits else 0)  # logits (B, keep, V)
-        loss, parts = section_loss(outputs.logits, ids[:, -keep:], sections[:, -keep:],
-                                   CE_CHUNK if self.response_logits else None)
+        sections, ids, att = inputs.pop("sections"), inputs["input_ids"], inputs["attention_mask"]  # (B, T) each
+        if self.response_logits:  # the head only where a CoT or JSON token is predicted (full scales)
+            scored = sections != PROMPT
+            ce = supervised_ce(model, ids, att, scored, self.accelerator.autocast())  # (N,)
+            loss, parts = section_means(ce, sections[:, 1:][scored[:, 1:]])
+            outputs = None
+        else:
+            outputs = model(input_ids=ids, attention_mask=att)  # logits (B, T, V)
+            loss, parts = section_loss(outputs.logits, ids, sections)
         self.record(parts)
         return (loss, outputs) if return_outputs else loss
 
@@ -246,12 +246,14 @@ class PICDTrainer(WindowedLogs):
 def make_trainer(model, tokenizer, samples: Sequence[EncodedSample], mode: Mode, schedule: Schedule,
                  hp: PICDTrainConfig, out_dir: str, seed: int = 0, deepspeed: str | None = None) -> PICDTrainer:
     """A trainer for one run: the curriculum dataset (its stage set from the Trainer's epoch), the
-    section-normalised loss and the ``schedule`` over eta_struct / eta_polish (``hp.b_star`` None: p90 of B)."""
+    section-normalised loss and the ``schedule`` over eta_struct / eta_polish (``hp.b_star`` None: p90 of B).
+    ``model``: the model, or a function returning it, called once the TrainingArguments exist (ZeRO-3)."""
     dataset = CurriculumDataset(samples, mode)
-    if hp.gradient_checkpointing:
-        model.activation_checkpointing_enable()
     args = training_arguments(hp, out_dir, seed, deepspeed, save_strategy="steps" if hp.save_steps else "no",
                               save_steps=hp.save_steps or 500, save_total_limit=hp.save_total_limit)
+    model = model if isinstance(model, torch.nn.Module) else model()
+    if hp.gradient_checkpointing:
+        model.activation_checkpointing_enable()
     return PICDTrainer(model=model, args=args, train_dataset=dataset, data_collator=collate(tokenizer.pad_token_id),
                        callbacks=[CurriculumCallback(dataset)], schedule=schedule, b_star=hp.b_star or b_star_of(samples),
                        polish_ratio=hp.polish_lr / hp.lr, warmup_ratio=hp.warmup_ratio,

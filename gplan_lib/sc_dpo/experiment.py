@@ -32,8 +32,9 @@ from ..picd.config import PICDConfig
 from ..training.checkpoints import checkpoint, config_key, is_trained, train_or_reuse
 from ..training.config import EvalConfig, ModelConfig
 from ..training.generation import MODEL_CARD, StudentPlanner, evaluate_student
+from ..training.launch import Launch, require_device, train_argv
 from ..training.modeling import default_device, load_for_training
-from ..training.parallel import Job, run_jobs
+from ..training.parallel import process_state, run_jobs
 from .config import SCDPOConfig, SCDPOLoss
 from .trainer import EncodedPair, encode_pairs, make_dpo_trainer, pair_logps, read_pairs
 
@@ -73,24 +74,25 @@ def likelihood_sensitivity(chosen: np.ndarray, rejected: np.ndarray, records: Se
 
 
 def saved_pair_logps(directory: str | Path, pairs: Sequence[EncodedPair], pad_id: int, batch_size: int,
-                     response_only: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """log pi(y+|x) and log pi(y-|x) of every pair under the student saved in ``directory``."""
+                     response_only: bool = False, bf16: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """log pi(y+|x) and log pi(y-|x) of every pair under the student saved in ``directory`` (fp32 weights,
+    under bf16 autocast when its scale trains so, as the reference was scored)."""
     from transformers import AutoModelForCausalLM
-    model = AutoModelForCausalLM.from_pretrained(directory).to(default_device())
-    return pair_logps(model, pairs, pad_id, batch_size, desc="held-out pairs", response_only=response_only)
+    model = AutoModelForCausalLM.from_pretrained(directory, dtype=torch.float32).to(default_device())
+    return pair_logps(model, pairs, pad_id, batch_size, desc="held-out pairs", response_only=response_only, bf16=bf16)
 
 
 class SCDPOExperiment:
     """SC-DPO and vanilla DPO from one PICD checkpoint, on the pairs of a synthetic dataset."""
 
-    def __init__(self, scale: str, seed: int = 0, *, base: str | Path | None = None, work: str | Path | None = None,
-                 cfg: SCDPOConfig | None = None):
+    def __init__(self, scale: str, seed: int = 0, *, base: str | Path | None = None, work: str | Path | None = None):
         """``base``: the PICD student to start from (default: this seed's PICD-CALR); ``work``: where the
-        variants go (default ``checkpoint(scale, seed=seed)``); ``cfg``: the scale's ``sc_dpo`` settings changed."""
+        variants go (default ``checkpoint(scale, seed=seed)``)."""
         self.scale, self.seed = scale, seed
-        self._spec = (scale, seed, {"base": base, "work": work, "cfg": cfg})  # rebuilds it in a worker
-        self.cfg = cfg or SCDPOConfig.from_scale(scale)
         picd = PICDConfig.from_scale(scale)
+        require_device(picd.model, scale)  # before anything loads: a Qwen3 backbone needs a GPU
+        self._launch = {"base": base, "work": work}  # what `gplan train` rebuilds it from
+        self.cfg = SCDPOConfig.from_scale(scale)
         self.model_cfg: ModelConfig = picd.model
         self.eval_cfg: EvalConfig = picd.eval
         self.dirs = output_dirs(scale)
@@ -121,31 +123,37 @@ class SCDPOExperiment:
         """What the reference log-probs depend on: the encoded ids and the reference weights."""
         return config_key({"base": self.base_key, "weights": self.base_digest,
                            "train_ids": ids_digest(self.train_pairs), "test_ids": ids_digest(self.test_pairs),
-                           **({"response_only": True} if self.response_only else {})})
+                           **({"response_only": True} if self.response_only else {}),
+                           **({"bf16_autocast": True} if self.cfg.train.bf16 else {})})
 
     def reference_cached(self) -> bool:
         cache = self.reference_cache
         return cache.is_file() and json.loads(cache.read_text()).get("key") == self.reference_key
 
     def reference(self) -> None:
-        """Reference log-probs of the PICD model on every training and held-out pair (Eq. 8's pi_ref),
-        computed once (in a training worker when ``train_all`` trains: they feed training) and cached
-        under ``reference_key`` (a change of the ids or the weights recomputes them)."""
+        """Reference log-probs of the PICD model on every training and held-out pair (Eq. 8's pi_ref), under
+        the autocast the policy trains in (so that rewards are 0 at step 0), computed once by a launched
+        ``gplan train --method dpo-reference`` (in a process group each rank scores a share) and cached under
+        ``reference_key`` (a change of the ids or the weights recomputes them)."""
         if self._has_reference:
             return
         cache, key = self.reference_cache, self.reference_key
         ref = json.loads(cache.read_text()) if cache.is_file() else {}
         if ref.get("key") != key:
-            model = load_for_training(self.base, self.tokenizer, self.model_cfg).to(default_device())
+            state = process_state()
+            model = load_for_training(self.base, self.tokenizer, self.model_cfg).to(state.device)
             ref = {"key": key}
             for split, pairs in (("train", self.train_pairs), ("test", self.test_pairs)):
-                c, r = pair_logps(model, pairs, self.tokenizer.pad_token_id, self.cfg.eval_batch_size,
-                                  desc=f"reference log-probs ({split})", response_only=self.response_only)
-                ref[split] = {"chosen": c.tolist(), "rejected": r.tolist()}
-            cache.write_text(json.dumps(ref))
+                c, r = pair_logps(model, pairs[state.process_index::state.num_processes], self.tokenizer.pad_token_id,
+                                  self.cfg.eval_batch_size, desc=f"reference log-probs ({split})",
+                                  response_only=self.response_only, bf16=self.cfg.train.bf16)
+                ref[split] = _interleave([(c.tolist(), r.tolist())], state, len(pairs))
+            if state.is_main_process:
+                cache.write_text(json.dumps(ref))
             del model
+            state.wait_for_everyone()
         for split, pairs in (("train", self.train_pairs), ("test", self.test_pairs)):
-            for p, c, r in zip(pairs, ref[split]["chosen"], ref[split]["rejected"]):
+            for p, c, r in zip(pairs, ref[split]["chosen"], ref[split]["rejected"], strict=True):
                 p.ref_chosen, p.ref_rejected = c, r
         self._has_reference = True
 
@@ -175,21 +183,27 @@ class SCDPOExperiment:
     def run_dir(self, variant: str, tag: str = "") -> Path:
         return self.work / f"dpo-{variant}{'-' + tag if tag else ''}"
 
-    def train(self, variant: str, retrain: bool = False, tag: str = "", **train_overrides) -> list[dict[str, float]]:
-        """Train one variant from the PICD checkpoint (or reuse it); returns its log history.
-        ``train_overrides`` change the scale's training settings (e.g. epochs, lr, max_grad_norm) for
-        a run kept apart under ``tag``."""
+    def train(self, variant: str, retrain: bool = False, tag: str = "", deepspeed: str | None = None,
+              out: str | Path | None = None, **train_overrides) -> list[dict[str, float]]:
+        """Train one variant from the PICD checkpoint (or reuse it) in this process; returns its log history.
+        ``train_overrides`` change the scale's training settings (e.g. epochs, lr, max_grad_norm) for a run kept
+        apart under ``tag``; ``out``: the run's folder (default ``run_dir(variant, tag)``). Notebooks and studies
+        launch ``gplan train``, which calls this (``train_all``)."""
         hp = replace(self.cfg.train, **train_overrides)
 
         def build(trainer_dir: str):
             self.reference()
-            torch.manual_seed(self.seed)
-            model = load_for_training(self.base, self.tokenizer, self.model_cfg)
-            return make_dpo_trainer(model, self.tokenizer, self.train_pairs, self.weights(variant), hp,
-                                    trainer_dir, seed=self.seed)
 
-        return train_or_reuse(self.run_dir(variant, tag), self.run_key(variant, **train_overrides), retrain, build,
-                              self.tokenizer, lambda tr: {**self.base_card, "dpo_variant": variant})
+            def model():
+                torch.manual_seed(self.seed)
+                return load_for_training(self.base, self.tokenizer, self.model_cfg)
+            return make_dpo_trainer(model, self.tokenizer, self.train_pairs, self.weights(variant), hp,
+                                    trainer_dir, seed=self.seed, deepspeed=deepspeed)
+
+        m = self.model_cfg
+        return train_or_reuse(Path(out) if out else self.run_dir(variant, tag), self.run_key(variant, **train_overrides), retrain, build,
+                              self.tokenizer, lambda tr: {**self.base_card, "dpo_variant": variant},
+                              save_dtype=None if m.kind == "tiny" else getattr(torch, m.dtype))
 
     def run_key(self, variant: str, **train_overrides) -> str:
         hp = replace(self.cfg.train, **train_overrides)
@@ -198,12 +212,12 @@ class SCDPOExperiment:
 
     def train_all(self, variants: dict[str, str] = DPO_VARIANTS, retrain: bool = False,
                   workers: int | None = None) -> dict[str, list[dict[str, float]]]:
-        """Train (or reuse) several variants (table name -> variant), side by side on a CPU with one
-        thread each, the reference log-probs first (``training.parallel``); log histories by name."""
+        """Train (or reuse) several variants (table name -> variant), each a launched ``gplan train`` after the
+        reference pass (on a CPU side by side, one thread each); log histories by name."""
         todo = {n: v for n, v in variants.items() if retrain or not is_trained(self.run_dir(v), self.run_key(v))}
         if todo:
-            run_jobs(dpo_jobs(*self._spec[:2], todo, retrain, with_reference=not self.reference_cached(),
-                              **self._spec[2]), workers, desc="DPO training")
+            run_jobs(dpo_jobs(self.scale, self.seed, todo, retrain, with_reference=not self.reference_cached(),
+                              **self._launch), workers, desc="DPO training")
         return {n: self.train(v) for n, v in variants.items()}
 
     def evaluate(self, directory: str | Path, name: str = "generate") -> tuple[Scores, list[dict]]:
@@ -215,7 +229,7 @@ class SCDPOExperiment:
         """Context sensitivity of a saved student on the held-out pairs (see the module docstring);
         ``generate=False`` leaves out the flip rate, the one measure that decodes."""
         c, r = saved_pair_logps(directory, self.test_pairs, self.tokenizer.pad_token_id, self.cfg.eval_batch_size,
-                                self.response_only)
+                                self.response_only, self.cfg.train.bf16)
         is_base = weights_digest(directory) == self.base_digest
         if not is_base:
             self.reference()
@@ -255,22 +269,32 @@ def reward_histories(histories: dict[str, Sequence[dict[str, Any]]]) -> dict[str
     return out
 
 
-def compute_reference(scale: str, seed: int, kwargs: dict) -> None:
-    """A worker's job: the reference log-probs of ``SCDPOExperiment(scale, seed, **kwargs)``."""
-    SCDPOExperiment(scale, seed, **kwargs).reference()
+
+def _interleave(mine: list[tuple[list[float], list[float]]], state, n: int) -> dict[str, list[float]]:
+    """Every rank's share of ``n`` pairs (rank k scored pairs k, k + world, ...) back in pair order."""
+    from accelerate.utils import gather_object
+    shares = gather_object([(state.process_index, *mine[0])]) if state.num_processes > 1 else [(0, *mine[0])]
+    chosen, rejected = [0.0] * n, [0.0] * n
+    for rank, c, r in shares:
+        chosen[rank::state.num_processes], rejected[rank::state.num_processes] = c, r
+    return {"chosen": chosen, "rejected": rejected}
 
 
-def train_dpo_variant(scale: str, seed: int, kwargs: dict, variant: str, retrain: bool = False, tag: str = "",
-                      overrides: dict[str, Any] | None = None) -> list[dict[str, float]]:
-    """A worker's job: train one variant of ``SCDPOExperiment(scale, seed, **kwargs)`` (``SCDPOExperiment.train``)."""
-    return SCDPOExperiment(scale, seed, **kwargs).train(variant, retrain=retrain, tag=tag, **(overrides or {}))
+def dpo_launch(scale: str, seed: int, variant: str, name: str, *, retrain: bool = False, tag: str = "",
+               overrides: dict[str, Any] | None = None, after: tuple[str, ...] = (), base: str | Path | None = None,
+               work: str | Path | None = None) -> Launch:
+    """One variant's training (``variant="reference"``: the reference pass) of ``SCDPOExperiment(scale, seed,
+    base=base, work=work)`` as a ``gplan train`` launch (its base need not be trained yet)."""
+    method = "dpo-reference" if variant == "reference" else f"dpo-{variant}"
+    return Launch(name, scale, train_argv(scale, seed, method, base=base, work=work, tag=tag, overrides=overrides,
+                                          retrain=retrain), after)
 
 
 def dpo_jobs(scale: str, seed: int, variants: dict[str, str], retrain: bool = False, *, with_reference: bool = True,
-             prefix: str = "", after: tuple[str, ...] = (), **kwargs) -> list[Job]:
-    """Training jobs for ``variants`` (table name -> variant), after ``after`` (e.g. the base's own job) and
-    after a job computing the reference log-probs (which every variant reads)."""
-    ref = Job(f"{prefix}reference log-probs", compute_reference, (scale, seed, kwargs), after)
+             prefix: str = "", after: tuple[str, ...] = (), **where) -> list[Launch]:
+    """Launches of ``variants`` (table name -> variant), after ``after`` (e.g. the base's own launch) and after
+    the reference pass (which every variant reads); ``where``: ``base`` and ``work`` (``dpo_launch``)."""
+    ref = dpo_launch(scale, seed, "reference", f"{prefix}reference log-probs", after=after, **where)
     first = (ref.name,) if with_reference else after
-    return [ref] * with_reference + [Job(prefix + name, train_dpo_variant, (scale, seed, kwargs, v, retrain), first)
+    return [ref] * with_reference + [dpo_launch(scale, seed, v, prefix + name, retrain=retrain, after=first, **where)
                                      for name, v in variants.items()]

@@ -27,7 +27,7 @@ from ..core.prompt import PromptOptions, build_messages
 from ..picd.trainer import latent_target
 from ..training.config import TrainConfig
 from ..training.modeling import chat_prompt
-from ..training.trainer import CE_CHUNK, WindowedLogs, logits_needed, right_pad, token_ce, training_arguments
+from ..training.trainer import WindowedLogs, right_pad, supervised_ce, training_arguments
 from .config import SCDPOLoss
 
 
@@ -81,36 +81,42 @@ def _batch(seqs: Sequence[tuple[list[int], list[int]]], pad_id: int) -> tuple[to
 
 
 def sequence_logps(model, ids: torch.Tensor, att: torch.Tensor, resp: torch.Tensor,
-                   response_only: bool = False) -> torch.Tensor:
-    """log pi(y|x): the sum of the response tokens' log-probabilities, per sequence. With
-    ``response_only`` (full scales) the output head runs only from the batch's first response token
-    on, and -CE is taken in fp32 chunks instead of a full-vocabulary log_softmax over every position."""
+                   response_only: bool = False, autocast: contextlib.AbstractContextManager | None = None) -> torch.Tensor:
+    """log pi(y|x): the sum of the response tokens' log-probabilities, per sequence. With ``response_only``
+    (full scales) the output head runs only where a response token is predicted, in checkpointed chunks
+    (``training.trainer.supervised_ce``; ``autocast``: the context the model's forward computes in)."""
     if not response_only:
         logits = model(input_ids=ids, attention_mask=att).logits[:, :-1].float()  # (B, T-1, V)
         logp = torch.gather(F.log_softmax(logits, -1), 2, ids[:, 1:, None]).squeeze(-1)  # (B, T-1)
         return (logp * resp[:, 1:]).sum(-1)
-    keep = logits_needed(resp.long())  # resp: (B, T), 1 on response tokens
-    logits = model(input_ids=ids, attention_mask=att, logits_to_keep=keep).logits[:, :-1]  # (B, keep-1, V)
-    targets = ids[:, -keep:][:, 1:]  # (B, keep-1)
-    logp = -token_ce(logits.flatten(0, 1), targets.flatten(), CE_CHUNK).view(targets.shape)  # (B, keep-1)
-    return (logp * resp[:, -keep:][:, 1:]).sum(-1)
+    scored = resp.bool()  # (B, T): the response tokens
+    ce = supervised_ce(model, ids, att, scored, autocast)  # (N,), row-major
+    rows = scored[:, 1:].nonzero()[:, 0]  # (N,): the sequence of each scored token
+    return torch.zeros(ids.shape[0], dtype=ce.dtype, device=ce.device).index_add(0, rows, -ce)
+
+
+def mixed_precision(device: torch.device | str, bf16: bool) -> contextlib.AbstractContextManager:
+    """The autocast a policy trains under (the Trainer's ``bf16``), for passes outside the Trainer that must
+    score exactly as it does: the reference log-probs (rewards are 0 at step 0) and the held-out measures."""
+    return torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=bf16)
 
 
 @torch.no_grad()
 def pair_logps(model, pairs: Sequence[EncodedPair], pad_id: int, batch_size: int = 16,
-               desc: str = "log-probs", response_only: bool = False) -> tuple[np.ndarray, np.ndarray]:
+               desc: str = "log-probs", response_only: bool = False, bf16: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """log pi(y+|x) and log pi(y-|x) for every pair (the reference when called before training;
-    for a peft model the adapters are disabled, so the reference is the base)."""
+    for a peft model the adapters are disabled, so the reference is the base), under bf16 autocast when
+    the policy trains so (``bf16``)."""
     model.eval()
     device = next(model.parameters()).device
     ctx = model.disable_adapter() if hasattr(model, "disable_adapter") else contextlib.nullcontext()
     chosen, rejected = [], []
-    with ctx:
+    with ctx, mixed_precision(device, bf16):
         for s in tqdm(range(0, len(pairs), batch_size), desc=desc):
             b = pairs[s:s + batch_size]
             for out, key in ((chosen, "chosen"), (rejected, "rejected")):
                 t = [x.to(device) for x in _batch([(p.prompt, getattr(p, key)) for p in b], pad_id)]
-                out.extend(sequence_logps(model, *t, response_only=response_only).cpu().tolist())
+                out.extend(sequence_logps(model, *t, response_only=response_only).float().cpu().tolist())
     return np.array(chosen), np.array(rejected)
 
 
@@ -146,7 +152,7 @@ class SCDPOTrainer(WindowedLogs):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         logps = sequence_logps(model, inputs["input_ids"], inputs["attention_mask"], inputs["response_mask"],
-                               self.response_logits)  # (2P,): [chosen; rejected]
+                               self.response_logits, self.accelerator.autocast())  # (2P,): [chosen; rejected]
         chosen, rejected = logps.chunk(2)              # (P,) each
         loss, logs = sc_dpo_loss(chosen, rejected, inputs["ref_chosen"], inputs["ref_rejected"], self.loss_weights)
         self.record(logs)
@@ -154,14 +160,16 @@ class SCDPOTrainer(WindowedLogs):
 
 
 def make_dpo_trainer(model, tokenizer, pairs: Sequence[EncodedPair], weights: SCDPOLoss, hp: TrainConfig,
-                     out_dir: str, seed: int = 0) -> SCDPOTrainer:
+                     out_dir: str, seed: int = 0, deepspeed: str | None = None) -> SCDPOTrainer:
     """One epoch (by default) at a constant LR after a linear warmup (paper: 2e-7, warmup 0.03 of the
     steps the Trainer plans, whatever the number of processes); ``hp.grad_accum`` micro-batches,
-    ``hp.gradient_checkpointing`` and ``hp.response_logits`` (see ``sequence_logps``) per scale."""
+    ``hp.gradient_checkpointing`` and ``hp.response_logits`` (see ``sequence_logps``) per scale.
+    ``model``: the model, or a function returning it, called once the TrainingArguments exist (ZeRO-3)."""
+    args = training_arguments(hp, out_dir, seed, deepspeed, lr_scheduler_type="constant_with_warmup",
+                              warmup_steps=float(hp.warmup_ratio), save_strategy="no")
+    model = model if isinstance(model, torch.nn.Module) else model()
     if hp.gradient_checkpointing:
         model.activation_checkpointing_enable()
-    args = training_arguments(hp, out_dir, seed, lr_scheduler_type="constant_with_warmup",
-                              warmup_steps=float(hp.warmup_ratio), save_strategy="no")
     return SCDPOTrainer(model=model, args=args, train_dataset=PairDataset(pairs),
                         data_collator=collate_pairs(tokenizer.pad_token_id), loss_weights=weights,
                         response_logits=hp.response_logits)

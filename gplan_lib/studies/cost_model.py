@@ -25,12 +25,14 @@ from ..picd.config import PICDConfig
 from ..sc_dpo.config import SCDPOConfig
 from ..synthesis.config import SynthConfig
 from ..training.config import ModelConfig
+from ..training.launch import launch_config, static_bytes_per_parameter
+from ..training.trainer import CE_CHUNK_ELEMENTS
 
 #: Mean tokens per full-scale sample (Qwen3 tokenizer): synthetic prompt in the released chat layout, and
 #: the three response kinds (teacher reasoning 176 + plan 73; latent prefix 28 + plan 73).
 TOKENS = {"prompt": 1253, "plan": NEW_TOKENS["Direct-SFT"], "cot": NEW_TOKENS["CoT-SFT"], "latent": NEW_TOKENS["PICD"]}
-LOGITS_CHUNK = 4096     # rows of fp32 logits at a time (picd.response_logits)
 B_STAR = 7              # p90 of B on the synthetic data at every scale (README, "Full scale on GPUs")
+NODE_GPUS = 8           # processes a scale with ``launch.gpus: all`` is costed at (one 8-GPU node)
 
 
 @dataclass(frozen=True)
@@ -96,14 +98,34 @@ def forward_seconds(shape: Mapping[str, Any], gpu: GPU, sequences: float, tokens
     return sequences * train_flops(shape, tokens, 0, False) / 3 / (gpu.peak_tflops * 1e12 * gpu.mfu_prefill)
 
 
-def train_memory_gb(shape: Mapping[str, Any], batch: int, seq: float) -> float:
-    """Peak GB of full fine-tuning: 16 bytes per parameter, checkpointed layer inputs, one layer's working
-    set (attention, MLP, norms in bf16) and one fp32 logits chunk with its gradient."""
+def train_memory_gb(shape: Mapping[str, Any], batch: int, seq: float, processes: int = 1,
+                    deepspeed: str | None = None) -> float:
+    """Peak GB per GPU of full fine-tuning: the static bytes per parameter of the strategy, the checkpointed
+    layer inputs (fp32), one layer's working set (attention, MLP, norms in bf16), one chunk of the response-only
+    loss, and under ZeRO-3 the bf16 weights it gathers at a time (a layer, and the output head for the loss)."""
     p, h, L = n_params(shape), shape["hidden_size"], shape["num_hidden_layers"]
     tokens = batch * seq
     layer_work = tokens * (6 * h + 4 * shape["intermediate_size"]) * 2 * 2
-    logits = 2 * LOGITS_CHUNK * shape["vocab_size"] * 4
-    return (16 * p["total"] + L * tokens * h * 2 + layer_work + logits) / 1e9
+    loss_chunk = CE_CHUNK_ELEMENTS * (2 + 4 + 4 + 4)
+    gathered = 2 * (p["body"] / L + p["head"]) if deepspeed else 0
+    return (static_bytes_per_parameter(processes, deepspeed) * p["total"] + L * tokens * h * 4 + layer_work
+            + loss_chunk + gathered) / 1e9
+
+
+def launch_of(scale: str) -> tuple[int, str | None]:
+    """(processes, DeepSpeed config) a scale launches its trainings with on a GPU node (``all``: NODE_GPUS)."""
+    cfg = launch_config(scale)
+    return (NODE_GPUS if cfg.gpus == "all" else cfg.gpus), cfg.deepspeed
+
+
+def strategy_need_gb(scale: str, processes: int, deepspeed: str | None) -> tuple[float, float]:
+    """(total parameters, peak GB per GPU) of full fine-tuning at ``scale`` with that strategy: the larger of
+    PICD's (CoT-SFT's longest sequences) and SC-DPO's batch."""
+    pc, dc = PICDConfig.from_scale(scale), SCDPOConfig.from_scale(scale)
+    shape = shape_of(pc.model)
+    need = max(train_memory_gb(shape, pc.train.batch_size, TOKENS["prompt"] + TOKENS["cot"], processes, deepspeed),
+               train_memory_gb(shape, 2 * dc.train.batch_size, TOKENS["prompt"] + TOKENS["latent"], processes, deepspeed))
+    return n_params(shape)["total"], need
 
 
 def decode_memory_gb(shape: Mapping[str, Any], batch: int, seq: float) -> float:
@@ -120,8 +142,21 @@ def shape_of(model: ModelConfig) -> dict[str, Any]:
     return QWEN3_SHAPES[size]
 
 
+def check_strategy(scale: str, processes: int, deepspeed: str | None, gpu_gb: float) -> str | None:
+    """``training.launch.strategy_problem`` for a scale's pretrained backbone (None where the shape is unknown:
+    a local checkpoint whose name is not Qwen3-<size>)."""
+    from ..training.launch import strategy_problem
+    model = PICDConfig.from_scale(scale).model
+    try:
+        n, need = strategy_need_gb(scale, processes, deepspeed)
+    except ValueError:
+        return None
+    return strategy_problem(model, n, need, gpu_gb, processes, deepspeed)
+
+
 def estimate(scale: str, gpu: GPU) -> dict[str, dict[str, float]]:
-    """Hours and peak GB per notebook of `make run SCALE=scale` on one ``gpu``."""
+    """GPU-hours and peak GB per GPU per notebook of `make run SCALE=scale` with ``gpu``s, the trainings launched
+    as the scale says (``launch_of``); GPU-hours of training divide over its processes."""
     pc, dc, ev = PICDConfig.from_scale(scale), SCDPOConfig.from_scale(scale), EvaluationConfig.from_scale(scale)
     shape, tp, tr = shape_of(pc.model), pc.train, TOKENS["prompt"]
     sustained = gpu.peak_tflops * 1e12 * gpu.mfu_train / gpu.padding
@@ -146,8 +181,8 @@ def estimate(scale: str, gpu: GPU) -> dict[str, dict[str, float]]:
     s04 += sum(gen(pc.eval.latency_requests, 1, kind) for kind in ("plan", "cot", "latent"))
     s04 += 3 * min(ev.load.max_seconds, ev.load.requests / ev.load.qps + 60)
     s04 += 600                                                                    # ten small baselines, judge
-    train_gb = train_memory_gb(shape, tp.batch_size, tr + TOKENS["cot"])
-    dpo_gb = train_memory_gb(shape, 2 * dc.train.batch_size, seq)
+    _, train_gb = strategy_need_gb(scale, *launch_of(scale))
+    dpo_gb = train_gb
     dec_gb = decode_memory_gb(shape, eb, tr + pc.eval.max_new_tokens // 4)
     synth_h = SynthConfig.from_scale(scale).n / 100_000 * 45 / 3600               # `make bench`: 40-42 s per 100K
     return {"00 data": {"hours": 0.01, "peak_gb": 0.0},

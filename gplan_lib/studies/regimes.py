@@ -30,15 +30,15 @@ from tqdm.auto import tqdm
 from ..core.config import as_written, published_dirs, replace
 from ..core.prompt import build_messages
 from ..core.reporting import plot_regimes
-from ..picd.experiment import VARIANTS, PICDExperiment, Variant, train_variant, variant
+from ..picd.experiment import VARIANTS, PICDExperiment, Variant, variant
 from ..sc_dpo.config import SCDPOConfig
-from ..sc_dpo.experiment import (SCDPOExperiment, compute_reference, likelihood_sensitivity, saved_pair_logps,
-                                 train_dpo_variant)
+from ..sc_dpo.experiment import SCDPOExperiment, dpo_launch, likelihood_sensitivity, saved_pair_logps
 from ..sc_dpo.trainer import encode_pairs, read_pairs
 from ..synthesis.world import simulate_row
-from ..training.checkpoints import checkpoint, config_key, label_progress
-from ..training.modeling import chat_prompt, load_for_training, save
-from ..training.parallel import Job, run_jobs
+from ..training.checkpoints import checkpoint, config_key, train_or_reuse
+from ..training.launch import Launch, train_argv
+from ..training.modeling import chat_prompt, load_for_training
+from ..training.parallel import process_state, run_jobs
 from ..training.trainer import right_pad, training_arguments, warmup_steps
 from .config import PretrainConfig, RegimesConfig
 
@@ -61,33 +61,35 @@ def _lm_collate(pad_id: int):
     return fn
 
 
-def pretrain_backbone(exp: PICDExperiment, hp: PretrainConfig, out: Path, seed: int = 0) -> Path:
-    """LM pretraining of ``exp``'s initial model on prompts only; reused when its key matches.
-    Writes weights, tokenizer, ``init_key.txt`` (so PICD runs key on it) and the log history."""
+def pretrain_backbone(exp: PICDExperiment, hp: PretrainConfig, out: Path, seed: int = 0,
+                      deepspeed: str | None = None) -> Path:
+    """LM pretraining of ``exp``'s initial model on prompts only; reused when its key matches (replaced when
+    it does not). Writes weights, tokenizer, ``init_key.txt`` (so PICD runs key on it) and the log history."""
     from transformers import Trainer
     key = config_key({"init": (exp.init_dir / "init_key.txt").read_text(), "pretrain": as_written(hp), "seed": seed})
     stamp = out / "init_key.txt"
     if stamp.is_file() and stamp.read_text() == key:
         return out
     corpus = prompt_corpus(exp.tokenizer, exp.options, hp.world_seed, hp.n_prompts, exp.cfg.max_len)
-    torch.manual_seed(seed)
-    model = load_for_training(exp.init_dir, exp.tokenizer, exp.cfg.model)
-    steps = -(-len(corpus) // hp.batch_size) * hp.epochs
-    args = training_arguments(hp, str(out / "trainer"), seed, lr_scheduler_type="cosine",
-                              warmup_steps=warmup_steps(steps, hp.warmup_ratio), save_strategy="no")
-    trainer = Trainer(model=model, args=args, train_dataset=corpus, data_collator=_lm_collate(exp.tokenizer.pad_token_id))
-    label_progress(trainer, "backbone")
-    trainer.train()
-    save(model, exp.tokenizer, out)
-    (out / "log_history.json").write_text(json.dumps(trainer.state.log_history))
-    stamp.write_text(key)
+
+    def build(trainer_dir: str) -> Trainer:
+        steps = -(-len(corpus) // hp.batch_size) * hp.epochs
+        args = training_arguments(hp, trainer_dir, seed, deepspeed, lr_scheduler_type="cosine",
+                                  warmup_steps=warmup_steps(steps, hp.warmup_ratio), save_strategy="no")
+        torch.manual_seed(seed)
+        model = load_for_training(exp.init_dir, exp.tokenizer, exp.cfg.model)
+        return Trainer(model=model, args=args, train_dataset=corpus, data_collator=_lm_collate(exp.tokenizer.pad_token_id))
+
+    train_or_reuse(out, key, True, build, exp.tokenizer, lambda tr: {"backbone": "language model on prompts only"})
+    if process_state().is_main_process:
+        stamp.write_text(key)
     return out
 
 
-def pretrain_job(scale: str, seed: int) -> None:
-    """A worker's job: the regime study's backbone (``pretrain_backbone``) at ``scale``."""
-    pretrain_backbone(PICDExperiment(scale, seed), RegimesConfig.from_scale(scale).pretrain,
-                      checkpoint(scale, "regimes", seed) / "backbone", seed)
+def pretrain_job(scale: str, seed: int, deepspeed: str | None = None) -> Path:
+    """`gplan train --method backbone`: the regime study's backbone (``pretrain_backbone``) at ``scale``."""
+    return pretrain_backbone(PICDExperiment(scale, seed), RegimesConfig.from_scale(scale).pretrain,
+                             checkpoint(scale, "regimes", seed) / "backbone", seed, deepspeed)
 
 
 def _scores(scores) -> dict[str, float]:
@@ -131,31 +133,32 @@ class RegimeStudy:
     def _pretrained_kwargs(self, lr: float) -> dict[str, Any]:
         """``PICDExperiment`` arguments of PICD from the backbone at eta_struct ``lr`` (eta_polish keeps the
         scale's ratio to eta_struct)."""
-        picd = self.scratch.cfg
-        train = replace(picd.train, lr=lr, polish_lr=lr * picd.train.polish_lr / picd.train.lr)
-        return {"cfg": replace(picd, train=train), "work": self.work / f"pretrained-lr{lr:g}",
-                "init_from": self.work / "backbone"}
+        train = self.scratch.cfg.train
+        return {"train_overrides": {"lr": lr, "polish_lr": lr * train.polish_lr / train.lr},
+                "work": self.work / f"pretrained-lr{lr:g}", "init_from": self.work / "backbone"}
 
     def _dpo_kwargs(self) -> dict[str, Any]:
         base = variant(self.rcfg.dpo_base)
         return {"base": self.scratch.run_dir(base), "work": self.work / f"dpo-from-{base.slug}"}
 
-    def jobs(self, parts: Sequence[str]) -> list[Job]:
-        """Every training of ``parts`` as a job (trained runs are reused inside their job)."""
+    def jobs(self, parts: Sequence[str]) -> list[Launch]:
+        """Every training of ``parts`` as a ``gplan train`` launch (trained runs are reused inside their launch)."""
         scale, seed = self.scale, self.seed
         wanted = [*(self._variants() if "scratch" in parts else []), *([variant(self.rcfg.dpo_base)] if "dpo" in parts else [])]
-        scratch = {v.name: Job(f"scratch {v.name}", train_variant, (scale, seed, {}, v.slug)) for v in wanted}
-        out = [Job("backbone", pretrain_job, (scale, seed))] if "pretrained" in parts else []  # the longest job first
-        out += scratch.values()
+        scratch = {v.name: self.scratch.launch(v, name=f"scratch {v.name}") for v in wanted}
+        out = [Launch("backbone", scale, train_argv(scale, seed, "backbone"))] if "pretrained" in parts else []
+        out += scratch.values()  # the longest job (the backbone) first
         if "pretrained" in parts:
-            out += [Job(f"pretrained {v.name}, lr {lr:g}", train_variant, (scale, seed, self._pretrained_kwargs(lr), v.slug),
-                        ("backbone",)) for lr in self.rcfg.picd_lrs for v in self._variants()]
+            kw = lambda lr: self._pretrained_kwargs(lr)
+            out += [Launch(f"pretrained {v.name}, lr {lr:g}", scale,
+                           train_argv(scale, seed, v.slug, work=kw(lr)["work"], init_from=kw(lr)["init_from"],
+                                      overrides=kw(lr)["train_overrides"]), ("backbone",))
+                    for lr in self.rcfg.picd_lrs for v in self._variants()]
         if "dpo" in parts:
-            kwargs = self._dpo_kwargs()
-            ref = Job("DPO reference log-probs", compute_reference, (scale, seed, kwargs),
-                      (scratch[variant(self.rcfg.dpo_base).name].name,))
-            out += [ref] + [Job(f"DPO {run.variant}{' ' + run.tag if run.tag else ''}", train_dpo_variant,
-                                (scale, seed, kwargs, run.variant, False, run.tag, run.overrides), (ref.name,))
+            ref = dpo_launch(scale, seed, "reference", "DPO reference log-probs",
+                             after=(scratch[variant(self.rcfg.dpo_base).name].name,), **self._dpo_kwargs())
+            out += [ref] + [dpo_launch(scale, seed, run.variant, f"DPO {run.variant}{' ' + run.tag if run.tag else ''}",
+                                       tag=run.tag, overrides=run.overrides, after=(ref.name,), **self._dpo_kwargs())
                             for run in self.rcfg.dpo_runs()]
         return out
 

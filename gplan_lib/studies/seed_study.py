@@ -5,8 +5,9 @@ dataset) and every hyperparameter stay fixed. Seed 0 is the run the notebooks tr
 (checkpoints/<scale>/); seed s > 0 trains under checkpoints/<scale>/seed-<s>/. Per-row scores of each
 seed are kept under runs/<scale>/seeds/ so that a study can be resumed or extended seed by seed.
 
-Every run trains and is scored in one-thread worker processes, side by side (``training.parallel``):
-seed 0's runs are the notebooks' runs bit for bit, whichever trains them first.
+Every run trains as a launched ``gplan train`` and is scored in a one-thread worker process, side by side
+on a CPU (``training.launch``, ``training.parallel``): seed 0's runs are the notebooks' runs bit for bit,
+whichever trains them first.
 
 Comparisons pool per-row outcomes over seeds (row r of seed s under run A against the same row and
 seed under run B): an exact McNemar test on Acc@1 and a paired sign-flip permutation test on NES.
@@ -23,6 +24,7 @@ import numpy as np
 
 from ..core.paths import OUTPUTS
 from ..core.reporting import SEED_METRICS, plot_seeds
+from ..training.launch import Launch, train_argv
 from ..training.parallel import Job, run_jobs
 
 #: Runs in table order: Table 3's five SFT/PICD runs, then Table 4's two post-training variants.
@@ -54,12 +56,12 @@ def stored(scale: str, seed: int) -> dict[str, Any] | None:
     return result if result and result.get("key") == seed_key(scale, seed) else None
 
 
-def jobs(scale: str, seeds: Sequence[int]) -> list[Job]:
-    """Per seed: the five PICD runs, the reference log-probs and the two DPO runs from its PICD-CALR,
-    then its scores (``run_seed``); longest runs first."""
-    from ..picd.experiment import LONGEST_FIRST, train_variant, variant
+def jobs(scale: str, seeds: Sequence[int]) -> list[Job | Launch]:
+    """Per seed: the five PICD runs, the reference log-probs and the two DPO runs from its PICD-CALR (each a
+    ``gplan train`` launch), then its scores (``run_seed``, a one-thread worker); longest runs first."""
+    from ..picd.experiment import LONGEST_FIRST, variant
     from ..sc_dpo.experiment import DPO_VARIANTS, dpo_jobs
-    picd = [Job(f"seed {s}: {variant(slug).name}", train_variant, (scale, s, {}, slug)) for slug in LONGEST_FIRST
+    picd = [Launch(f"seed {s}: {variant(slug).name}", scale, train_argv(scale, s, slug)) for slug in LONGEST_FIRST
             for s in seeds]
     dpo = [j for s in seeds for j in dpo_jobs(scale, s, DPO_VARIANTS, prefix=f"seed {s}: ",
                                               after=(f"seed {s}: PICD (CALR)",))]

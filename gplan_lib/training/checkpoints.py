@@ -4,13 +4,17 @@ a run trained with another config is never replaced unless asked (the trained we
 product)."""
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import math
+import os
 import shutil
 import time
 from pathlib import Path
 from typing import Any, Callable
+
+import torch
 
 from tqdm.auto import tqdm
 from transformers import Trainer, TrainerCallback
@@ -18,17 +22,22 @@ from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from ..core.paths import REPO
 from .generation import MODEL_CARD
-from .modeling import merged, save
+from .launch import write_record
+from .modeling import save
 from .parallel import process_state
 
-CHECKPOINTS = REPO / "checkpoints"
+
+def checkpoints_root() -> Path:
+    """Where trained runs live: checkpoints/ in the repository, or $GPLAN_CHECKPOINTS (scratch storage on a
+    cluster; the tests' separate runs)."""
+    return Path(os.environ.get("GPLAN_CHECKPOINTS") or REPO / "checkpoints").resolve()
 
 
 def checkpoint(scale: str, name: str | None = None, seed: int = 0) -> Path:
     """checkpoints/<scale>/ for training seed 0 (the notebooks' runs), checkpoints/<scale>/seed-<s>/ for the
     seed study's other seeds, and with ``name`` a run's folder in it: ``init``, ``direct-cosine``,
     ``cot-cosine``, ``picd-{cosine,constant,calr}``, ``dpo-{vanilla,sc}``, ``regimes/...``."""
-    root = CHECKPOINTS / scale if seed == 0 else CHECKPOINTS / scale / f"seed-{seed}"
+    root = checkpoints_root() / scale if seed == 0 else checkpoints_root() / scale / f"seed-{seed}"
     return root / name if name else root
 
 
@@ -101,10 +110,12 @@ def is_trained(out: Path, key: str) -> bool:
 
 
 def train_or_reuse(out: Path, key: str, retrain: bool, build: Callable[[str], Trainer], tokenizer,
-                   card: Callable[[Trainer], dict[str, Any]]) -> list[dict[str, Any]]:
-    """Reuse ``out`` if its card has ``key``; otherwise train ``build(trainer_dir)`` and save the run.
-    An interrupted run of the same key resumes from its last periodic checkpoint (written when the
-    scale sets ``save_steps``). Returns the trainer's log history."""
+                   card: Callable[[Trainer], dict[str, Any]], save_dtype: torch.dtype | None = None) -> list[dict[str, Any]]:
+    """Reuse ``out`` if its card has ``key``; otherwise train ``build(trainer_dir)`` and save the run (weights in
+    ``save_dtype``, a LoRA / QLoRA student as its adapter; ``launch.json`` says how the run was launched). An
+    interrupted run of the same key resumes from its last periodic checkpoint (written when the scale sets
+    ``save_steps``). The trainer, model and optimizer are released before returning (the next run loads into
+    the memory they held). Returns the trainer's log history."""
     from transformers.trainer_utils import get_last_checkpoint
     card_path, started = out / MODEL_CARD, out / "training_key.txt"
     if not retrain and is_trained(out, key):
@@ -121,17 +132,27 @@ def train_or_reuse(out: Path, key: str, retrain: bool, build: Callable[[str], Tr
     state.wait_for_everyone()
     trainer = build(str(out / "trainer"))
     label_progress(trainer, out.name)
-    if resume and state.is_main_process:
-        print(f"[{out.name}] resuming from {resume}", flush=True)
+    if state.is_main_process:
+        write_record(out, trainer.args.deepspeed)
+        if resume:
+            print(f"[{out.name}] resuming from {resume}", flush=True)
     trainer.train(resume_from_checkpoint=resume)
-    if trainer.is_deepspeed_enabled:  # ZeRO-3 shards the weights: the Trainer gathers and saves them
-        trainer.save_model(str(out))
+    history = trainer.state.log_history
+    if trainer.is_deepspeed_enabled:  # ZeRO-3 shards the weights: every rank takes part in gathering their
+        trainer.save_model(str(out))  # 16-bit copy (stage3_gather_16bit_weights_on_model_save)
+        if trainer.is_world_process_zero():
+            (out / "training_args.bin").unlink(missing_ok=True)
     elif trainer.is_world_process_zero():
-        save(merged(trainer.model), tokenizer, out)
+        save(trainer.accelerator.unwrap_model(trainer.model), tokenizer, out, save_dtype)
     if trainer.is_world_process_zero():
         tokenizer.save_pretrained(out)
         shutil.rmtree(out / "trainer", ignore_errors=True)
         started.unlink(missing_ok=True)
         card_path.write_text(json.dumps({**card(trainer), "key": key}, indent=1))
-        (out / "log_history.json").write_text(json.dumps(trainer.state.log_history))
-    return trainer.state.log_history
+        (out / "log_history.json").write_text(json.dumps(history))
+    trainer.accelerator.free_memory()  # the accelerator's references (a DeepSpeed engine among them)
+    del trainer  # model, optimizer and DDP / autocast wrappers form reference cycles: collect them now, so that
+    gc.collect()  # the next run in this process loads into the memory they held
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    return history

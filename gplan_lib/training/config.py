@@ -14,8 +14,11 @@ class ModelConfig:
 
     kind: Literal["tiny", "pretrained"]
     name: str | None = None              # pretrained: hub id or local path (Qwen/Qwen3-1.7B, Qwen/Qwen3-4B)
-    dtype: str = "bfloat16"              # pretrained: weights' dtype for LoRA / QLoRA (full fine-tuning keeps fp32)
-    vocab_size: int | None = None        # tiny: the BPE vocabulary trained locally on the training rows
+    dtype: str = "bfloat16"              # pretrained: saved students' dtype, and the frozen base's under LoRA / QLoRA
+                                         # (full fine-tuning trains fp32 master weights)
+    tokenizer: Literal["bpe", "qwen3"] = "bpe"  # tiny: a BPE trained on the training rows, or Qwen3's own (offline)
+    vocab_size: int | None = None        # tiny: the BPE's vocabulary; with the Qwen3 tokenizer the embedding rows
+                                         # (Qwen3's matrix has 151,936 for 151,669 tokens)
     arch: dict[str, int] | None = None   # tiny: Qwen3Config fields (hidden_size, num_hidden_layers, ...)
     lora: dict[str, Any] | None = None   # LoRA adapters (peft LoraConfig fields over r=16, alpha=32, all-linear)
     qlora: bool = False                  # the frozen base in 4 bit (bitsandbytes), adapters as ``lora``
@@ -45,7 +48,6 @@ class TrainConfig:
     response_logits: bool = False        # the output head only over response positions, chunked fp32 CE
     save_steps: int | None = None        # periodic checkpoints (an interrupted run resumes from the last)
     save_total_limit: int | None = None
-    deepspeed: str | None = None         # a DeepSpeed config (multi-GPU; an execution setting)
 
     def __post_init__(self):
         for name in ("epochs", "batch_size", "grad_accum", "logging_steps"):
@@ -54,6 +56,20 @@ class TrainConfig:
         if self.lr <= 0 or not 0 <= self.warmup_ratio < 1 or self.max_grad_norm < 0:
             raise ValueError(f"need lr > 0, 0 <= warmup_ratio < 1, max_grad_norm >= 0; got {self.lr}, "
                              f"{self.warmup_ratio}, {self.max_grad_norm}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class LaunchConfig:
+    """How ``gplan train`` is launched at a scale (configs/scales.yaml ``launch``; ``training.launch``):
+    on a GPU machine one process per GPU, ``gpus`` of them; on a CPU one process ($GPLAN_PROCS overrides
+    both: 2 on a CPU emulates a two-GPU node with gloo). An execution setting: never part of a run's key."""
+
+    gpus: int | Literal["all"] = 1       # processes on a GPU machine: that many GPUs, or every visible one
+    deepspeed: str | None = None         # a DeepSpeed config (repository-relative), e.g. configs/ds_zero3.json
+
+    def __post_init__(self):
+        if self.gpus != "all" and (not isinstance(self.gpus, int) or self.gpus < 1):
+            raise ValueError(f"gpus must be 'all' or >= 1, got {self.gpus!r}")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -25,7 +25,6 @@ def model_card(mode: str, options: PromptOptions, **extra) -> dict:
     return {"mode": mode, "prompt_options": asdict(options), **extra}
 
 
-
 class StudentPlanner:
     """A saved student (weights, tokenizer and gplan_config.json in one directory)."""
 
@@ -36,7 +35,9 @@ class StudentPlanner:
         self.batch_size, self.max_new_tokens = batch_size, max_new_tokens
         self.mode, self.options = card["mode"], PromptOptions(**card["prompt_options"])
         self.device = device or default_device()
-        self.model, self.tokenizer = load(directory)
+        # bf16 on a GPU (tensor cores, as the real-shape timing decodes), fp32 on a CPU (the committed numbers)
+        dtype = torch.bfloat16 if self.device.startswith("cuda") else torch.float32
+        self.model, self.tokenizer = load(directory, dtype, qlora=card.get("qlora", False))
         self.model.to(self.device).eval()
         self.tokenizer.padding_side = "left"
 
@@ -57,7 +58,7 @@ class StudentPlanner:
             t = time.perf_counter()
             out = self.model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
                                       eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
-            if self.device == "cuda":
+            if self.device.startswith("cuda"):
                 torch.cuda.synchronize()
             ms = (time.perf_counter() - t) * 1000
             new = out[:, enc["input_ids"].shape[1]:]

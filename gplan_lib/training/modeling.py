@@ -1,11 +1,14 @@
 """Model and tokenizer factory (paper Sec. 5.1.3: Qwen3 backbones).
 
 Default (CPU): a byte-level BPE tokenizer trained locally on the synthetic corpus, with Qwen's
-ChatML special tokens and chat template, and a tiny ``Qwen3ForCausalLM`` built from a config; both
-saved and reloaded with ``from_pretrained`` from a local directory, the code path that loads
-Qwen3-1.7B/4B by name or path at full scale. Either way the 33 latent tokens are added as ordinary
-(non-special) tokens, as the released code does, and the embeddings are resized. Optional LoRA
-trains the new token rows too (peft ``trainable_token_indices``); optional 4-bit QLoRA.
+ChatML special tokens and chat template (or Qwen3's own tokenizer, built offline: the ``ci-qwen3``
+scale), and a tiny ``Qwen3ForCausalLM`` built from a config; both saved and reloaded with
+``from_pretrained`` from a local directory, the code path that loads Qwen3-1.7B/4B by name or path at
+full scale. Either way the 33 latent tokens are added as ordinary (non-special) tokens, as the released
+code does, and the embeddings are resized. Optional LoRA trains the new token rows too (peft
+``trainable_token_indices``); optional 4-bit QLoRA. A LoRA / QLoRA student is saved as its adapter over
+the initial weights (merging into a 4-bit base would re-quantise it and lose every delta below one NF4
+step); a full fine-tune in the dtype its card names.
 """
 from __future__ import annotations
 
@@ -73,9 +76,10 @@ def chat_prompt(tokenizer, messages: list[dict[str, str]]) -> str:
     return EMPTY_THINK_RE.sub("", text)
 
 
-def tiny_qwen3(tokenizer, arch: dict[str, Any]) -> Qwen3ForCausalLM:
-    """A Qwen3 model from a config (``head_dim`` set explicitly: its default is 128)."""
-    cfg = Qwen3Config(vocab_size=len(tokenizer), bos_token_id=None, eos_token_id=tokenizer.eos_token_id,
+def tiny_qwen3(tokenizer, arch: dict[str, Any], rows: int | None = None) -> Qwen3ForCausalLM:
+    """A Qwen3 model from a config (``head_dim`` set explicitly: its default is 128); ``rows``: embedding rows
+    past the tokenizer's vocabulary, as Qwen3's 151,936 for 151,669 tokens (default: one per token)."""
+    cfg = Qwen3Config(vocab_size=max(rows or 0, len(tokenizer)), bos_token_id=None, eos_token_id=tokenizer.eos_token_id,
                       pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=True, **arch)
     return Qwen3ForCausalLM(cfg)
 
@@ -88,6 +92,15 @@ def load_pretrained(name_or_path: str | Path, dtype: str = "bfloat16"):
     return model, tokenizer
 
 
+def _base_kwargs(dtype: torch.dtype, qlora: bool) -> dict[str, Any]:
+    """``from_pretrained`` arguments of a frozen base: ``dtype``, in 4-bit NF4 for QLoRA."""
+    if not qlora:
+        return {"dtype": dtype}
+    from transformers import BitsAndBytesConfig
+    return {"dtype": dtype, "quantization_config": BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                                                                      bnb_4bit_compute_dtype=dtype)}
+
+
 def load_for_training(directory: str | Path, tokenizer, model_cfg: ModelConfig):
     """The model a run starts from. Tiny models and full fine-tuning: fp32 master weights (the
     Trainer's ``bf16`` setting computes in bf16 under autocast; bf16 weights under plain AdamW would
@@ -95,13 +108,7 @@ def load_for_training(directory: str | Path, tokenizer, model_cfg: ModelConfig):
     ``dtype`` (4-bit with ``qlora``), adapters and the latent-token rows trained."""
     if model_cfg.kind == "tiny" or not (model_cfg.lora or model_cfg.qlora):
         return AutoModelForCausalLM.from_pretrained(directory, dtype=torch.float32)
-    dtype = getattr(torch, model_cfg.dtype)
-    kwargs: dict[str, Any] = {"dtype": dtype}
-    if model_cfg.qlora:
-        from transformers import BitsAndBytesConfig
-        kwargs["quantization_config"] = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
-                                                           bnb_4bit_compute_dtype=dtype)
-    model = AutoModelForCausalLM.from_pretrained(directory, **kwargs)
+    model = AutoModelForCausalLM.from_pretrained(directory, **_base_kwargs(getattr(torch, model_cfg.dtype), model_cfg.qlora))
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
     if model_cfg.qlora:
         model = prepare_model_for_kbit_training(model)
@@ -110,19 +117,30 @@ def load_for_training(directory: str | Path, tokenizer, model_cfg: ModelConfig):
     return get_peft_model(model, LoraConfig(task_type="CAUSAL_LM", trainable_token_indices=latent_ids, **lora))
 
 
-def merged(model):
-    """A plain model to save: LoRA adapters merged into the weights (no-op for full fine-tuning)."""
-    return model.merge_and_unload() if hasattr(model, "merge_and_unload") else model
+ADAPTER = "adapter_config.json"
 
 
-def save(model, tokenizer, directory: str | Path) -> Path:
+def save(model, tokenizer, directory: str | Path, dtype: torch.dtype | None = None) -> Path:
+    """Weights (a peft model: its adapter only, exactly as trained), tokenizer and nothing else; ``dtype``:
+    cast a full model's weights first (the scale's dtype: bf16 halves a Qwen3 student on disk)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
+    if dtype is not None and not hasattr(model, "peft_config"):
+        model = model.to(dtype)
     model.save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     return directory
 
 
-def load(directory: str | Path, dtype: torch.dtype = torch.float32):
-    """Reload a saved model and tokenizer from a local directory."""
-    return AutoModelForCausalLM.from_pretrained(directory, dtype=dtype), AutoTokenizer.from_pretrained(directory)
+def load(directory: str | Path, dtype: torch.dtype = torch.float32, qlora: bool = False):
+    """Reload a saved model and tokenizer from a local directory; an adapter folder (``save`` of a LoRA /
+    QLoRA student) over its base, which stays 4-bit for a QLoRA student (its adapter learnt that base)."""
+    directory = Path(directory)
+    if not (directory / ADAPTER).is_file():
+        return AutoModelForCausalLM.from_pretrained(directory, dtype=dtype), AutoTokenizer.from_pretrained(directory)
+    import json
+
+    from peft import PeftModel
+    base = json.loads((directory / ADAPTER).read_text())["base_model_name_or_path"]
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base, **_base_kwargs(dtype, qlora)), directory)
+    return model, AutoTokenizer.from_pretrained(directory)

@@ -1,18 +1,23 @@
-"""Trainer plumbing shared by PICD and SC-DPO: padding, response-only logits with chunked cross-entropy,
-windowed logging of extra loss terms, the TrainingArguments every run shares, and step arithmetic."""
+"""Trainer plumbing shared by PICD and SC-DPO: padding, the response-only cross-entropy, windowed logging
+of extra loss terms (averaged over ranks), the TrainingArguments every run shares, and step arithmetic."""
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
 from transformers import Trainer, TrainingArguments
 
 from .config import TrainConfig
+from .launch import PROCESS_GROUP_TIMEOUT_S, refuse_data_parallel
 
-CE_CHUNK = 4096  # rows of logits upcast to fp32 at a time when the response-only path is on
+#: Elements of one chunk of logits in the response-only loss (rows per chunk = this // vocabulary): at
+#: Qwen3's 151,936 rows, 220 tokens, whose fp32 logits take 128 MB.
+CE_CHUNK_ELEMENTS = 2 ** 25
 
 
 def right_pad(seqs: Sequence[Sequence[int]], value: int) -> torch.Tensor:
@@ -23,25 +28,59 @@ def right_pad(seqs: Sequence[Sequence[int]], value: int) -> torch.Tensor:
     return out
 
 
-def logits_needed(supervised: torch.Tensor) -> int:
-    """How many trailing positions need logits, given a (B, T) tensor that is nonzero on supervised
-    tokens (PICD's section ids, DPO's response mask): from the one before the batch's first supervised
-    token to the end (prompts are 85-93% of a full-scale sequence; their logits are never used)."""
-    first = (supervised != 0).any(0).nonzero()  # (n, 1): columns with a supervised token
-    return supervised.shape[1] - int(first[0]) + 1 if len(first) else supervised.shape[1]
+def token_ce(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Per-token cross-entropy in fp32 of (N, V) logits."""
+    return F.cross_entropy(logits.float(), targets, reduction="none")
 
 
-def token_ce(logits: torch.Tensor, targets: torch.Tensor, chunk: int | None = None) -> torch.Tensor:
-    """Per-token cross-entropy in fp32; with ``chunk``, that many rows at a time, so that no fp32 copy
-    of a (tokens x vocabulary) matrix is ever made whole."""
-    if chunk is None:
-        return F.cross_entropy(logits.float(), targets, reduction="none")
-    return torch.cat([F.cross_entropy(logits[i:i + chunk].float(), targets[i:i + chunk], reduction="none")
-                      for i in range(0, logits.shape[0], chunk)])
+def _unwrapped(model: torch.nn.Module) -> torch.nn.Module:
+    """The model inside DDP or a DeepSpeed engine (both keep it as ``.module``)."""
+    return getattr(model, "module", model)
+
+
+def final_hidden(model: torch.nn.Module, ids: torch.Tensor, att: torch.Tensor) -> torch.Tensor:
+    """(B, T, d) hidden states after the backbone's final norm, from a call of the model itself (so that DDP,
+    a DeepSpeed engine and accelerate's autocast all see it) with the output head run on one position only."""
+    captured: list[torch.Tensor] = []
+
+    def keep(module, args, out):
+        captured.append(out[0] if isinstance(out, tuple) else out.last_hidden_state)
+
+    hook = _unwrapped(model).get_decoder().register_forward_hook(keep)
+    try:
+        model(input_ids=ids, attention_mask=att, logits_to_keep=1)
+    finally:
+        hook.remove()
+    return captured[-1]
+
+
+def _head_ce(head: torch.nn.Module, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(head(hidden).float(), targets, reduction="none")
+
+
+def supervised_ce(model: torch.nn.Module, ids: torch.Tensor, att: torch.Tensor, scored: torch.Tensor,
+                  autocast: contextlib.AbstractContextManager | None = None) -> torch.Tensor:
+    """Cross-entropy (fp32) of every token where ``scored`` (B, T) is True, in row-major order, with the output
+    head run only at the positions that predict them. The head and the loss go chunk by chunk under activation
+    checkpointing, so that no (tokens x vocabulary) matrix exists whole, nor an fp32 copy of one, in the forward
+    pass or the backward (each chunk's logits are recomputed there). ``autocast``: the context the model's
+    own forward computes in (the Trainer's ``accelerator.autocast()``), for the head. Written here because
+    the fused linear cross-entropies of maintained libraries (Liger, Cut Cross-Entropy) need Triton GPUs."""
+    at = scored[:, 1:]                                        # (B, T-1): position t predicts token t+1
+    hidden = final_hidden(model, ids, att)[:, :-1][at]        # (N, d)
+    targets = ids[:, 1:][at]                                  # (N,)
+    inner = _unwrapped(model)
+    head = inner.get_output_embeddings()
+    rows = max(1, CE_CHUNK_ELEMENTS // inner.config.vocab_size)
+    with autocast or contextlib.nullcontext():
+        parts = [checkpoint(_head_ce, head, hidden[i:i + rows], targets[i:i + rows], use_reentrant=False)
+                 for i in range(0, hidden.shape[0], rows)]
+    return torch.cat(parts) if parts else hidden.new_zeros(0)
 
 
 class WindowedLogs(Trainer):
-    """A Trainer that averages extra per-step quantities (``record``) over each logging window."""
+    """A Trainer that averages extra per-step quantities (``record``) over each logging window, and over the
+    ranks of a process group (the Trainer averages its own ``loss`` over ranks the same way)."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -51,22 +90,41 @@ class WindowedLogs(Trainer):
         for k, v in values.items():
             self._window.setdefault(k, []).append(v)
 
+    def _window_means(self) -> dict[str, float]:
+        if self.accelerator.num_processes == 1:
+            return {k: float(np.mean(v)) for k, v in self._window.items()}
+        from accelerate.utils import gather_object
+        keys = sorted({k for ks in gather_object([sorted(self._window)]) for k in ks})  # every rank's keys
+        sums = torch.tensor([[sum(self._window.get(k, [])), len(self._window.get(k, []))] for k in keys],
+                            dtype=torch.float64, device=self.accelerator.device).reshape(len(keys), 2)
+        sums = self.accelerator.reduce(sums, "sum")           # (keys, [sum, count]) over ranks
+        return {k: float(s / n) for k, (s, n) in zip(keys, sums.tolist()) if n}
+
     def log(self, logs: dict[str, float], *args, **kwargs) -> None:
-        logs.update({k: float(np.mean(v)) for k, v in self._window.items()})
+        logs.update(self._window_means())
         self._window = {}
         super().log(logs, *args, **kwargs)
 
 
 def training_arguments(hp: TrainConfig, out_dir: str, seed: int, deepspeed: str | None = None,
                        **specific) -> TrainingArguments:
-    """The settings every run shares (seeded, CPU or GPU, bf16 and DeepSpeed from ``hp``), plus ``specific``
-    (the stage's schedule and saving)."""
-    return TrainingArguments(
+    """The settings every run shares (seeded, CPU or GPU, bf16 from ``hp``, DeepSpeed when launched with it),
+    plus ``specific`` (the stage's schedule and saving). Built before the model under ZeRO-3, whose config
+    must be live when the weights load (transformers then partitions them as they load)."""
+    refuse_data_parallel()
+    args = TrainingArguments(
         output_dir=out_dir, num_train_epochs=hp.epochs, per_device_train_batch_size=hp.batch_size,
         gradient_accumulation_steps=hp.grad_accum, learning_rate=hp.lr, max_grad_norm=hp.max_grad_norm,
         weight_decay=hp.weight_decay, logging_steps=hp.logging_steps, report_to=[], seed=seed, data_seed=seed,
         remove_unused_columns=False, dataloader_num_workers=0, bf16=hp.bf16, disable_tqdm=hp.disable_tqdm,
-        use_cpu=not torch.cuda.is_available(), deepspeed=deepspeed or hp.deepspeed, **specific)
+        use_cpu=not torch.cuda.is_available(), deepspeed=deepspeed, ddp_timeout=PROCESS_GROUP_TIMEOUT_S,
+        ddp_find_unused_parameters=False, **specific)  # every parameter takes part in every loss
+    if deepspeed:  # DeepSpeed's own comm layer over the process group accelerate made (zero.Init sizes its partitions
+        import datetime  # by it; left uninitialised it counted one process and refused the batch settings)
+
+        import deepspeed as ds
+        ds.init_distributed(timeout=datetime.timedelta(seconds=PROCESS_GROUP_TIMEOUT_S))
+    return args
 
 
 def warmup_steps(total_steps: int, ratio: float) -> int:
