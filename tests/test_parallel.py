@@ -1,5 +1,5 @@
-"""Training side by side (training.parallel): one-thread workers, job order and errors, and the point of it -
-a run trained in a worker is bit for bit the run trained here on one thread."""
+"""Work side by side (training.parallel): one-thread workers, job order and errors, side losses over ranks, and the
+point of it - a run trained by a launched `gplan train` is bit for bit the run trained here on one thread."""
 from __future__ import annotations
 
 import contextlib
@@ -72,9 +72,9 @@ def _digest(path: Path) -> str:
     return hashlib.sha256((path / "model.safetensors").read_bytes()).hexdigest()
 
 
-def test_a_run_trained_in_a_worker_is_the_run_trained_here_on_one_thread(tmp_path, ci_dataset):
-    """The weights do not depend on where the run trained: a worker process beside another run, or this
-    process on one thread (the committed cpu results are reproducible on any core count)."""
+def test_a_launched_run_is_the_run_trained_here_on_one_thread(tmp_path, ci_dataset):
+    """The weights do not depend on where the run trained: a launched `gplan train` beside another run, or this
+    process on one thread (so the launcher changes no number, and the core count changes none)."""
     direct, calr = variant("Direct-SFT"), variant("PICD (CALR)")
     side = PICDExperiment("ci", 0, work=tmp_path / "side")
     histories = side.train_all([direct, calr], workers=2)

@@ -147,7 +147,7 @@ class SCDPOExperiment:
                 c, r = pair_logps(model, pairs[state.process_index::state.num_processes], self.tokenizer.pad_token_id,
                                   self.cfg.eval_batch_size, desc=f"reference log-probs ({split})",
                                   response_only=self.response_only, bf16=self.cfg.train.bf16)
-                ref[split] = _interleave([(c.tolist(), r.tolist())], state, len(pairs))
+                ref[split] = _interleave(c.tolist(), r.tolist(), state, len(pairs))
             if state.is_main_process:
                 cache.write_text(json.dumps(ref))
             del model
@@ -201,8 +201,8 @@ class SCDPOExperiment:
                                     trainer_dir, seed=self.seed, deepspeed=deepspeed)
 
         m = self.model_cfg
-        return train_or_reuse(Path(out) if out else self.run_dir(variant, tag), self.run_key(variant, **train_overrides), retrain, build,
-                              self.tokenizer, lambda tr: {**self.base_card, "dpo_variant": variant},
+        return train_or_reuse(Path(out) if out else self.run_dir(variant, tag), self.run_key(variant, **train_overrides),
+                              retrain, build, self.tokenizer, lambda tr: {**self.base_card, "dpo_variant": variant},
                               save_dtype=None if m.kind == "tiny" else getattr(torch, m.dtype))
 
     def run_key(self, variant: str, **train_overrides) -> str:
@@ -270,14 +270,15 @@ def reward_histories(histories: dict[str, Sequence[dict[str, Any]]]) -> dict[str
 
 
 
-def _interleave(mine: list[tuple[list[float], list[float]]], state, n: int) -> dict[str, list[float]]:
+def _interleave(chosen: list[float], rejected: list[float], state, n: int) -> dict[str, list[float]]:
     """Every rank's share of ``n`` pairs (rank k scored pairs k, k + world, ...) back in pair order."""
     from accelerate.utils import gather_object
-    shares = gather_object([(state.process_index, *mine[0])]) if state.num_processes > 1 else [(0, *mine[0])]
-    chosen, rejected = [0.0] * n, [0.0] * n
+    mine = (state.process_index, chosen, rejected)
+    shares = gather_object([mine]) if state.num_processes > 1 else [mine]
+    out = {"chosen": [0.0] * n, "rejected": [0.0] * n}
     for rank, c, r in shares:
-        chosen[rank::state.num_processes], rejected[rank::state.num_processes] = c, r
-    return {"chosen": chosen, "rejected": rejected}
+        out["chosen"][rank::state.num_processes], out["rejected"][rank::state.num_processes] = c, r
+    return out
 
 
 def dpo_launch(scale: str, seed: int, variant: str, name: str, *, retrain: bool = False, tag: str = "",

@@ -148,12 +148,11 @@ class RegimeStudy:
         scratch = {v.name: self.scratch.launch(v, name=f"scratch {v.name}") for v in wanted}
         out = [Launch("backbone", scale, train_argv(scale, seed, "backbone"))] if "pretrained" in parts else []
         out += scratch.values()  # the longest job (the backbone) first
-        if "pretrained" in parts:
-            kw = lambda lr: self._pretrained_kwargs(lr)
-            out += [Launch(f"pretrained {v.name}, lr {lr:g}", scale,
-                           train_argv(scale, seed, v.slug, work=kw(lr)["work"], init_from=kw(lr)["init_from"],
-                                      overrides=kw(lr)["train_overrides"]), ("backbone",))
-                    for lr in self.rcfg.picd_lrs for v in self._variants()]
+        for lr in self.rcfg.picd_lrs if "pretrained" in parts else []:
+            kw = self._pretrained_kwargs(lr)
+            out += [Launch(f"pretrained {v.name}, lr {lr:g}", scale, train_argv(
+                scale, seed, v.slug, work=kw["work"], init_from=kw["init_from"], overrides=kw["train_overrides"]),
+                ("backbone",)) for v in self._variants()]
         if "dpo" in parts:
             ref = dpo_launch(scale, seed, "reference", "DPO reference log-probs",
                              after=(scratch[variant(self.rcfg.dpo_base).name].name,), **self._dpo_kwargs())

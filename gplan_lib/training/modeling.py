@@ -8,7 +8,7 @@ full scale. Either way the 33 latent tokens are added as ordinary (non-special) 
 code does, and the embeddings are resized. Optional LoRA trains the new token rows too (peft
 ``trainable_token_indices``); optional 4-bit QLoRA. A LoRA / QLoRA student is saved as its adapter over
 the initial weights (merging into a 4-bit base would re-quantise it and lose every delta below one NF4
-step); a full fine-tune in the dtype its card names.
+step); a full fine-tune in the scale's dtype (bf16 for a Qwen3 checkpoint, fp32 for the tiny models).
 """
 from __future__ import annotations
 
