@@ -55,17 +55,22 @@ def test_under_torchrun_one_rank_is_the_main_process(tmp_path):
     """A bare accelerate PartialState() on a CPU under torchrun reported one process, so both ranks took
     themselves for rank 0 and deleted and rebuilt the same run folder (a rank's `File exists`, exit 2, in CI).
     ``process_state`` asks for it as the Trainer does; ``close_process_group`` then ends both ranks cleanly."""
-    probe = tmp_path / "probe.py"  # each rank writes its own file: the two processes' stdout interleaves
-    probe.write_text("import os, pathlib, sys\n"
-                     "from gplan_lib.training.parallel import close_process_group, process_state\n"
-                     "state = process_state()\n"
-                     "pathlib.Path(sys.argv[1], os.environ['RANK']).write_text("
-                     "f\"{'main' if state.is_main_process else 'other'} {state.num_processes}\")\n"
-                     "close_process_group()\n")
+    out = _two_ranks(tmp_path, "from gplan_lib.training.parallel import process_state\n"
+                                "state = process_state()\n"
+                                "out = f\"{'main' if state.is_main_process else 'other'} {state.num_processes}\"\n")
+    assert out == {"0": "main 2", "1": "other 2"}
+
+
+def _two_ranks(tmp_path: Path, body: str) -> dict[str, str]:
+    """Run ``body`` under torchrun in two gloo processes; what each rank left in ``out`` (each rank writes its own
+    file: the two processes' stdout interleaves)."""
+    probe = tmp_path / "probe.py"
+    probe.write_text("import json, os, pathlib, sys\nfrom gplan_lib.training.parallel import close_process_group\n"
+                     f"{body}pathlib.Path(sys.argv[1], os.environ['RANK']).write_text(out)\nclose_process_group()\n")
     done = subprocess.run([Path(sys.executable).parent / "torchrun", "--nproc_per_node", "2", str(probe), str(tmp_path)],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert {r: (tmp_path / r).read_text() for r in ("0", "1")} == {"0": "main 2", "1": "other 2"}
+    return {r: (tmp_path / r).read_text() for r in ("0", "1")}
 
 
 def _digest(path: Path) -> str:
@@ -90,24 +95,14 @@ def test_side_losses_are_averaged_over_the_ranks(tmp_path):
     """Issue 19: `loss` was averaged over ranks but `loss_cot`, `loss_json` and the DPO rewards were rank 0's
     window means. Each rank records different values (one records a term the other lacks); both log the mean of
     all of them."""
-    probe = tmp_path / "probe.py"
-    probe.write_text(
-        "import json, os, pathlib, sys, torch\n"
-        "from transformers import TrainingArguments\n"
-        "from gplan_lib.training.parallel import close_process_group\n"
-        "from gplan_lib.training.trainer import WindowedLogs\n"
-        "rank = int(os.environ['RANK'])\n"
-        "tr = WindowedLogs(model=torch.nn.Linear(2, 2), args=TrainingArguments(output_dir=sys.argv[1], use_cpu=True, "
-        "report_to=[]))\n"
-        "tr.record({'loss_cot': 1.0 + rank})\n"
-        "tr.record({'loss_cot': 3.0 + rank, **({'loss_json': 5.0} if rank else {})})\n"
-        "logs = {}\n"
-        "tr.log(logs)\n"
-        "pathlib.Path(sys.argv[1], str(rank)).write_text(json.dumps(logs))\n"
-        "close_process_group()\n")
-    done = subprocess.run([Path(sys.executable).parent / "torchrun", "--nproc_per_node", "2", str(probe), str(tmp_path)],
-                          capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
-    for rank in ("0", "1"):
-        logged = json.loads((tmp_path / rank).read_text())
+    out = _two_ranks(tmp_path, "import torch\nfrom transformers import TrainingArguments\n"
+                                "from gplan_lib.training.trainer import WindowedLogs\n"
+                                "rank = int(os.environ['RANK'])\n"
+                                "tr = WindowedLogs(model=torch.nn.Linear(2, 2), args=TrainingArguments("
+                                "output_dir=sys.argv[1], use_cpu=True, report_to=[]))\n"
+                                "tr.record({'loss_cot': 1.0 + rank})\n"
+                                "tr.record({'loss_cot': 3.0 + rank, **({'loss_json': 5.0} if rank else {})})\n"
+                                "logs = {}\ntr.log(logs)\nout = json.dumps(logs)\n")
+    for rank, text in out.items():
+        logged = json.loads(text)
         assert (logged["loss_cot"], logged["loss_json"]) == (2.5, 5.0), (rank, logged)

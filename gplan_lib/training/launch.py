@@ -14,7 +14,7 @@ arguments of ``gplan train``, started by ``training.parallel.run_jobs`` as
 Its lines stream into the caller (a notebook cell, a terminal) and the trained run is read back from its
 folder, where rank 0 records how it was launched (``launch.json``). Written here because no library
 launches a process group from inside a notebook kernel and streams it back (accelerate's
-``notebook_launcher`` forks the kernel, which CUDA and DeepSpeed do not survive).
+``notebook_launcher`` forks the kernel itself, which fails once the kernel has initialised CUDA).
 
 Also here: the device rules every launched training checks before it loads anything - a pretrained
 backbone needs usable CUDA (``require_device``), a strategy that cannot fit the GPUs is refused
