@@ -42,8 +42,8 @@ def _read_predictions(path: str | Path, gold_ids: Sequence[str]) -> list[str]:
                 continue
             try:
                 rec = json.loads(line)
-            except ValueError as exc:
-                raise InputError(f"{path}:{line_no}: not a JSON object ({exc})") from None
+            except (ValueError, RecursionError) as exc:  # RecursionError: a line nested thousands deep
+                raise InputError(f"{path}:{line_no}: not a JSON object ({type(exc).__name__}: {str(exc)[:80]})") from None
             if not isinstance(rec, dict) or not isinstance(rec.get("output"), str):
                 raise InputError(f"{path}:{line_no}: needs a string field 'output'")
             if "id" not in rec:
@@ -59,9 +59,17 @@ def _read_predictions(path: str | Path, gold_ids: Sequence[str]) -> list[str]:
     return outputs
 
 
+def _gold_rows(path: str | Path, labels: bool = True):
+    """The rows of a gold GSISR CSV; a file without any is an input error (its scores would be NaN)."""
+    rows = read_gsisr_csv(path, labels=labels).rows
+    if not rows:
+        raise InputError(f"{path}: no rows to score")
+    return rows
+
+
 def score_report(pred_path: str | Path, gold_path: str | Path, seed: int = 0) -> dict[str, Any]:
     """Acc@1, NDCG@3, NES and rule validity (strict filter) of a PRED.jsonl against a gold GSISR CSV."""
-    rows = read_gsisr_csv(gold_path).rows
+    rows = _gold_rows(gold_path)
     outputs = _read_predictions(pred_path, [r.id for r in rows])
     latent = any(LATENT_RE.search(o) for o in outputs)  # predictions carry a latent prefix (Sec. 5.1.3)
     return aggregate([score_sample(o, r.plan, latent) for o, r in zip(outputs, rows)], seed=seed).summary()
@@ -109,7 +117,7 @@ def cmd_score(args) -> int:
 def cmd_judge(args) -> int:
     from .core.parsing import parse_output
     from .evaluation.judge import LLMJudge, OfflineJudge, summarise
-    rows = read_gsisr_csv(args.gold, labels=False).rows
+    rows = _gold_rows(args.gold, labels=False)
     plans = [parse_output(o).plan for o in _read_predictions(args.pred, [r.id for r in rows])]
     if args.llm_url:
         judge = LLMJudge(_client(args.llm_url, args.llm_model, "llm", cache_dir=args.cache))

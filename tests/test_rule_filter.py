@@ -26,6 +26,8 @@ CASES = {
     "json_parse": ('[{"工具名称":"tool_1"},{"工具名称":"tool_8"', ("format", "json_parse", None)),
     "extra_text": ("Sure! Here is the plan: " + PLAN_OK + " IGNORE ALL PREVIOUS INSTRUCTIONS",
                    ("format", "extra_text", None)),
+    # issue 20: a 16 MiB + 1 reasoning passed, then `validate` could not read the CSV cell back
+    "too_long": ("<THOUGHT>" + "x" * (16 * 1024 * 1024) + "</THOUGHT>" + PLAN_OK, ("format", "too_long", None)),
     "not_an_object": (json.dumps([T1, "tool_8", T9, SIGHT], ensure_ascii=False), ("format", "not_an_object", 1)),
     "plan_length": (dumps_plan([T1, T8, T9]), ("format", "plan_length", None)),
     "step_count": ("<THOUGHT><CONTEXT>c</CONTEXT><STRATEGY>s</STRATEGY><STEP_1>a</STEP_1><STEP_2>b</STEP_2></THOUGHT>"

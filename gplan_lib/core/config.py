@@ -20,6 +20,7 @@ from typing import Any, Mapping, TypeVar
 
 import yaml
 
+from .files import atomic_write
 from .paths import DATA, FIGURES, OUTPUTS, REPO, RESULTS
 
 SCALES_FILE = REPO / "configs" / "scales.yaml"
@@ -193,7 +194,7 @@ def publish(scale: str) -> list[Path]:
         for f in sorted(a.iterdir()):
             target = b / f.name
             if f.is_file() and (not target.is_file() or target.read_bytes() != f.read_bytes()):
-                target.write_bytes(f.read_bytes())
+                atomic_write(target, f.read_bytes())
                 changed.append(target)
     return changed
 

@@ -11,11 +11,13 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Iterable, Literal
 
+from .files import atomic_write
 from .intents import Plan
 from .parsing import ParsedOutput, parse_output
 from .paths import released_csv
@@ -31,11 +33,21 @@ TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 ORDER_TYPES = ("酒店", "加油", "充电桩", "门票", "其他")
 
 
+INTEGER_RE = re.compile(r"[+-]?[0-9]{1,18}")  # ASCII digits only: str.isdigit also takes '²' and '٣'
+
+
+def parse_int(text: str) -> int | None:
+    """The one strict reading of an integer in user input (CSV cells, HTTP headers): an optional sign and up to
+    18 ASCII digits, nothing else; None otherwise ('--5', '²', '1e3', ' 7' are not integers)."""
+    return int(text) if isinstance(text, str) and INTEGER_RE.fullmatch(text) else None
+
+
 def _int_in(lo: int, hi: int, optional: bool = True):
     def check(v: str) -> str | None:
         if v == "" and optional:
             return None
-        if not v.lstrip("-").isdigit() or not lo <= int(v) <= hi:
+        n = parse_int(v)
+        if n is None or not lo <= n <= hi:
             return f"must be an integer in [{lo}, {hi}]" + (" or empty" if optional else "")
         return None
     return check
@@ -80,11 +92,17 @@ CHECKS = {
 
 
 class RowError(ValueError):
-    """A row that breaks the format: names the row (id and 0-based data-row index), column and rule."""
+    """A row that breaks the format: names the file (when read from one), the row (id and 0-based data-row
+    index), the column and the rule."""
 
-    def __init__(self, row_index: int, row_id: str, column: str, problem: str):
-        self.row_index, self.row_id, self.column, self.problem = row_index, row_id, column, problem
-        super().__init__(f"row {row_index} (id={row_id!r}), column {column!r}: {problem}")
+    def __init__(self, row_index: int, row_id: str, column: str, problem: str, path: str | os.PathLike | None = None):
+        self.row_index, self.row_id, self.column, self.problem, self.path = row_index, row_id, column, problem, path
+        where = f"{path}: " if path is not None else ""
+        super().__init__(f"{where}row {row_index} (id={row_id[:40]!r}), column {column!r}: {problem}")
+
+    def in_file(self, path: str | os.PathLike) -> "RowError":
+        """The same error, naming the file it was read from."""
+        return RowError(self.row_index, self.row_id, self.column, self.problem, path)
 
 
 @dataclass
@@ -199,7 +217,7 @@ def read_gsisr_csv(path: str | os.PathLike, errors: Literal["raise", "collect"] 
         try:
             values = next(reader, None)
         except csv.Error as exc:
-            raise RowError(idx, "", "*", f"line {line}: not valid CSV ({exc}; is a quote left open?)") from None
+            raise RowError(idx, "", "*", f"line {line}: not valid CSV ({exc}; is a quote left open?)", path) from None
         if values is None:
             break
         if not any(v.strip() for v in values) and len(values) <= 1:
@@ -211,7 +229,7 @@ def read_gsisr_csv(path: str | os.PathLike, errors: Literal["raise", "collect"] 
             errs = validate_cells(cells, idx, labels)
             seen.setdefault(cells["id"], []).append(idx)
         if errs and errors == "raise":
-            raise errs[0]
+            raise errs[0].in_file(path)
         report.errors += errs
         if not errs:
             report.rows.append(GsisrRow({c: cells[c] for c in COLUMNS}))
@@ -240,14 +258,14 @@ def to_csv_text(rows: Iterable[GsisrRow]) -> str:
 
 
 def write_gsisr_csv(rows: Iterable[GsisrRow], path: str | os.PathLike, overwrite: bool = False) -> Path:
-    """Write rows as a GSISR CSV; refuses to replace an existing file unless ``overwrite``."""
+    """Write rows as a GSISR CSV, whole or not at all; refuses to replace an existing file unless ``overwrite``
+    (and then replaces it only once the new one is complete)."""
     path = Path(path)
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
     text = to_csv_text(rows)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(text.encode("utf-8"))
-    return path
+    return atomic_write(path, text)
 
 
 def load_released(limit: int | None = None) -> tuple[list[GsisrRow], Path] | None:

@@ -12,6 +12,7 @@ from typing import Any, Protocol, Sequence
 from tqdm.auto import tqdm
 
 from .data import GsisrRow
+from .files import atomic_write
 from .intents import TOOL_KEY, Plan, dumps_plan
 from .metrics import Scores, score_outputs
 
@@ -53,13 +54,13 @@ class ToolPlanner:
 
 
 def write_predictions(records: Sequence[dict], path: str | Path, overwrite: bool = False) -> Path:
-    """PRED.jsonl at ``path`` (an existing file is replaced only with ``overwrite``)."""
+    """PRED.jsonl at ``path``, written whole or not at all (an existing file is replaced only with ``overwrite``,
+    and only once the new one is complete)."""
     path = Path(path)
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists; pass --overwrite to replace it")
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
-    return path
+    return atomic_write(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
 
 
 def score_planner(p: Planner, rows: Sequence[GsisrRow], seed: int = 0) -> Scores:

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from .data import read_gsisr_csv
+from .data import MAX_FIELD, read_gsisr_csv
 from .intents import (
     ADMISSIBLE,
     MAX_PLAN_LEN,
@@ -31,7 +31,7 @@ from .parsing import ParsedOutput, parse_output
 Tier = Literal["format", "schema", "logic"]
 TIERS: tuple[Tier, ...] = ("format", "schema", "logic")
 RULES: dict[str, Tier] = {
-    "json_missing": "format", "json_parse": "format", "not_an_object": "format", "extra_text": "format",
+    "json_missing": "format", "json_parse": "format", "not_an_object": "format", "extra_text": "format", "too_long": "format",
     "plan_length": "format", "step_count": "format",
     "missing_tool": "schema", "unknown_tool": "schema", "missing_param": "schema",
     "unknown_param": "schema", "inadmissible_value": "schema",
@@ -133,6 +133,8 @@ def check_output(text: str, strict: bool = False) -> list[Violation]:
     the JSON array, besides white space (rule ``extra_text``)."""
     if not isinstance(text, str):
         return [_v("json_missing", None, f"expected text, got {type(text).__name__}")]
+    if len(text) > MAX_FIELD:  # a label the CSV reader could not read back
+        return [_v("too_long", None, f"{len(text):,} characters; a GSISR cell holds at most {MAX_FIELD:,}")]
     return check_parsed(parse_output(text), strict)
 
 

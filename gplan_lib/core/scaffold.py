@@ -8,6 +8,7 @@ the rest stay text. A sample at 1-based epoch e is at stage min(e - 1, B).
 """
 from __future__ import annotations
 
+import bisect
 import re
 from dataclasses import dataclass
 
@@ -16,8 +17,28 @@ from .parsing import CLOSE, OPEN, parse_output, thought_blocks
 
 K = 3
 SUFFIXES = ("a", "b", "c")
-BLOCK_RE = re.compile(r"<(CONTEXT|STRATEGY|STEP_\d+)>(.*?)</\1>", re.S)
+OPEN_TAG_RE = re.compile(r"<(CONTEXT|STRATEGY|STEP_\d+)>")
 RAW_TAG_RE = re.compile(r"</?(CONTEXT|STRATEGY|STEP_\d+)>")
+
+
+def find_blocks(text: str) -> list[tuple[str, str]]:
+    r"""The (tag, inner text) blocks of ``text``, as ``re.finditer(r"<(CONTEXT|STRATEGY|STEP_\d+)>(.*?)</\1>",
+    text, re.S)`` finds them, in one pass: that lazy pattern rescans the rest of the text from every unclosed
+    opening tag (19.8 s at 175 KB). Each opening tag is paired with the first matching closing tag after it."""
+    closing: dict[str, list[int]] = {}
+    for m in RAW_TAG_RE.finditer(text):
+        if m.group(0).startswith("</"):
+            closing.setdefault(m.group(1), []).append(m.start())
+    blocks, pos = [], 0
+    while (m := OPEN_TAG_RE.search(text, pos)) is not None:
+        ends = closing.get(m.group(1), [])
+        k = bisect.bisect_left(ends, m.end())
+        if k == len(ends):  # never closed after here: the next opening tag may be
+            pos = m.start() + 1
+            continue
+        blocks.append((m.group(1), text[m.end():ends[k]]))
+        pos = ends[k] + len(m.group(1)) + 3
+    return blocks
 
 
 def latent_tokens_for(tag: str) -> list[str]:
@@ -44,7 +65,7 @@ class Reasoning:
 
     @classmethod
     def parse(cls, thought_inner: str) -> "Reasoning":
-        blocks = tuple((m.group(1), m.group(2)) for m in BLOCK_RE.finditer(thought_inner))
+        blocks = tuple(find_blocks(thought_inner))
         tags = [t for t, _ in blocks]
         expected = ["CONTEXT", "STRATEGY", *(f"STEP_{i}" for i in range(1, len(tags) - 1))]
         if tags != expected:

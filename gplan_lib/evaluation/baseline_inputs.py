@@ -9,14 +9,29 @@ from ..core.data import GsisrRow
 from ..core.intents import TOOL_KEY, TOOLS, Plan
 from ..core.situation import situation_of
 
-HISTORY_RE = re.compile(r"act_\d+了(?:&act_\d+了)*位于(本地|异地行前|异地)?(.*?)的p_")
+EVENT_HEAD_RE = re.compile(r"act_\d+了(?:&act_\d+了)*位于(本地|异地行前|异地)?")
+PLACE_END = "的p_"
+
+
+def history_events(text: str) -> list[tuple[str, str]]:
+    r"""(where, category) of each behaviour event, as ``re.findall(r"act_\d+了(?:&act_\d+了)*位于(本地|异地行前|异地)?
+    (.*?)的p_", text)`` finds them, in one pass: that lazy pattern rescans the rest of the text from every event
+    head without a place (19.8 s at 273 KB). A category runs from its head to the next "的p_"."""
+    events, pos = [], 0
+    while (m := EVENT_HEAD_RE.search(text, pos)) is not None:
+        end = text.find(PLACE_END, m.end())
+        if end < 0:  # no place after this head, so none after any later one
+            break
+        events.append((m.group(1) or "", text[m.end():end]))
+        pos = end + len(PLACE_END)
+    return events
 
 
 def history_tokens(row: GsisrRow, last: int = 5) -> list[str]:
     """The categories of the user's last ``last`` short-term behaviour events (the sequence a
     sequential recommender normally consumes), oldest first."""
-    events = HISTORY_RE.findall(row["short_term_behavior_seq"])
-    return [f"hist={where or ''}{cat}" for where, cat in events[-last:]]
+    events = history_events(row["short_term_behavior_seq"])
+    return [f"hist={where}{cat}" for where, cat in events[-last:]]
 
 
 #: How a baseline sees the context: ``raw`` - the row's own columns as tokens (what the students read,

@@ -12,7 +12,9 @@
 """
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
 import threading
 import time
 import urllib.request
@@ -25,7 +27,7 @@ import numpy as np
 import torch
 from transformers import Qwen3Config, Qwen3ForCausalLM
 
-from ..core.data import COLUMNS, GsisrRow, validate_cells
+from ..core.data import COLUMNS, GsisrRow, parse_int, validate_cells
 from ..core.metrics import bootstrap_ci
 from ..training.generation import StudentPlanner
 
@@ -55,7 +57,8 @@ Respond = Callable[[GsisrRow], tuple[str, int]]
 
 
 MAX_BODY = 1 << 20       # bytes: a row is a few KB
-READ_TIMEOUT = 10.0      # seconds a client may take to send its request
+READ_TIMEOUT = 10.0      # seconds a client may take to send its whole request (line, headers and body)
+BACKLOG = 256            # connections the listening socket queues (64 concurrent clients in the tests)
 
 
 class BadRequest(Exception):
@@ -69,20 +72,29 @@ def _row_from(handler: BaseHTTPRequestHandler) -> GsisrRow:
     length = handler.headers.get("Content-Length")
     if length is None:
         raise BadRequest(411, "a Content-Length header is required")
-    if not length.strip().isdigit():
+    size = parse_int(length.strip())
+    if size is None or size < 0:
         raise BadRequest(400, f"Content-Length {length[:20]!r} is not a byte count")
-    if int(length) > MAX_BODY:
-        raise BadRequest(413, f"body of {int(length)} bytes; the limit is {MAX_BODY}")
+    if size > MAX_BODY:
+        raise BadRequest(413, f"body of {size} bytes; the limit is {MAX_BODY}")
+    body = handler.rfile.read(size)
+    if len(body) < size:
+        raise BadRequest(400, f"body ended after {len(body)} of {size} bytes")
     try:
-        cells = json.loads(handler.rfile.read(int(length)))
-    except ValueError as exc:
-        raise BadRequest(400, f"body is not JSON ({exc})") from None
+        cells = json.loads(body)
+    except (ValueError, RecursionError) as exc:  # a body of 200,000 '[' is not JSON either
+        raise BadRequest(400, f"body is not JSON ({type(exc).__name__}: {str(exc)[:80]})") from None
     if not isinstance(cells, dict) or not all(isinstance(v, str) for v in cells.values()):
         raise BadRequest(400, "body must be a JSON object of the row's cells (strings)")
     errors = validate_cells(cells, 0, labels=False)
     if errors:
         raise BadRequest(400, f"column {errors[0].column!r}: {errors[0].problem}")
     return GsisrRow({c: cells[c] for c in COLUMNS})
+
+
+class _Server(ThreadingHTTPServer):
+    request_queue_size = BACKLOG  # the standard library's 5 reset a burst of 64 clients
+    daemon_threads = True
 
 
 @contextmanager
@@ -95,27 +107,51 @@ def serve(respond: Respond) -> Iterator[str]:
     lock, stopped = threading.Lock(), threading.Event()
 
     class Handler(BaseHTTPRequestHandler):
-        timeout = READ_TIMEOUT  # on the socket: a trickling client cannot hold the worker
+        timeout = READ_TIMEOUT  # on the socket, per read; the whole request has READ_TIMEOUT too (``_deadline``)
+        requestline, request_version = "", "HTTP/1.0"  # until a request line is read (a 408 may come first)
+
+        def setup(self):
+            super().setup()
+            self.read_done, self.expired, self.replied = threading.Event(), threading.Event(), False
+            threading.Thread(target=self._deadline, daemon=True).start()
+
+        def _deadline(self) -> None:
+            """The request line, headers and body within READ_TIMEOUT of the connection, however slowly they
+            trickle: past it the read side is shut, so the read in progress ends and the client gets a 408."""
+            if not self.read_done.wait(READ_TIMEOUT):
+                self.expired.set()
+                with contextlib.suppress(OSError):
+                    self.connection.shutdown(socket.SHUT_RD)
+
+        def handle_one_request(self):
+            super().handle_one_request()
+            if self.expired.is_set() and not self.replied:  # cut off in the request line or the headers
+                self.close_connection = True
+                self._reply(408, {"error": f"request not received within {READ_TIMEOUT:g} s"})
+            self.read_done.set()
 
         def _reply(self, status: int, obj: dict) -> None:
             body = json.dumps(obj, ensure_ascii=False).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            self.replied = True
+            with contextlib.suppress(OSError):  # a client that left gets no answer
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
 
         def do_POST(self):  # noqa: N802 - http.server API
+            self.close_connection = True  # one request per connection: each has its own read deadline
             try:
                 if self.path != "/plan":
                     raise BadRequest(404, f"no endpoint {self.path[:40]!r}; POST /plan")
                 row = _row_from(self)
-            except BadRequest as exc:
-                self.close_connection = True
-                return self._reply(exc.status, {"error": str(exc)})
-            except TimeoutError:
-                self.close_connection = True
-                return self._reply(408, {"error": f"request not received within {READ_TIMEOUT:g} s"})
+            except (BadRequest, TimeoutError) as exc:
+                late = self.expired.is_set() or isinstance(exc, TimeoutError)
+                return self._reply(408 if late else exc.status,
+                                   {"error": f"request not received within {READ_TIMEOUT:g} s" if late else str(exc)})
+            finally:
+                self.read_done.set()
             with lock:
                 if stopped.is_set():
                     return self._reply(503, {"error": "server stopping"})
@@ -125,7 +161,7 @@ def serve(respond: Respond) -> Iterator[str]:
         def log_message(self, *args):
             pass
 
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd = _Server(("127.0.0.1", 0), Handler)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     try:
         yield f"http://127.0.0.1:{httpd.server_address[1]}/plan"
@@ -138,13 +174,14 @@ def serve(respond: Respond) -> Iterator[str]:
 def open_loop(url: str, rows: Sequence[GsisrRow], qps: float, max_seconds: float) -> dict[str, float]:
     """Send ``rows`` to ``url`` at a fixed rate of ``qps`` (open loop); each response time counts
     from the request's scheduled departure. Requests unanswered ``max_seconds`` after the first
-    departure are reported as ``unanswered`` and left out of the means."""
+    departure are reported as ``unanswered``, requests refused or broken off before it as ``failed``;
+    both are left out of the means."""
     if qps <= 0:
         raise ValueError("qps must be positive")
     start = time.perf_counter() + 0.05
     deadline = start + max_seconds
 
-    def one(i: int) -> tuple[float, int] | None:
+    def one(i: int) -> tuple[str, float, int]:
         due = start + i / qps
         time.sleep(max(0.0, due - time.perf_counter()))
         req = urllib.request.Request(url, data=json.dumps(rows[i].cells).encode(),
@@ -152,16 +189,18 @@ def open_loop(url: str, rows: Sequence[GsisrRow], qps: float, max_seconds: float
         try:
             with urllib.request.urlopen(req, timeout=max(0.01, deadline - time.perf_counter())) as resp:
                 body = json.loads(resp.read())
-        except OSError:  # timed out at the deadline
-            return None
+        except OSError:  # timed out at the deadline, or refused / reset before it
+            return ("unanswered" if time.perf_counter() >= deadline - 0.01 else "failed", 0.0, 0)
         done = time.perf_counter()
-        return None if done > deadline else ((done - due) * 1000, body["new_tokens"])
+        return ("unanswered", 0.0, 0) if done > deadline else ("answered", (done - due) * 1000, body["new_tokens"])
 
     with ThreadPoolExecutor(len(rows)) as pool:
         results = list(pool.map(one, range(len(rows))))
-    answered = [r for r in results if r is not None]
+    answered = [r[1:] for r in results if r[0] == "answered"]
+    failed = sum(r[0] == "failed" for r in results)
     ms = np.array([r[0] for r in answered]) if answered else np.array([np.nan])
-    return {"qps": qps, "sent": len(rows), "answered": len(answered), "unanswered": len(rows) - len(answered),
+    return {"qps": qps, "sent": len(rows), "answered": len(answered), "failed": failed,
+            "unanswered": len(rows) - len(answered) - failed,
             "mean_ms": float(ms.mean()), "ci95_ms": list(bootstrap_ci(ms)), "p50_ms": float(np.median(ms)), "p95_ms": float(np.quantile(ms, 0.95)),
             "mean_new_tokens": float(np.mean([r[1] for r in answered])) if answered else float("nan")}
 

@@ -16,6 +16,7 @@ import torch
 
 from ..core.config import as_written, output_dirs, replace
 from ..core.data import GsisrRow, load_rows
+from ..core.files import check_manifest
 from ..core.metrics import Scores
 from ..core.prompt import PromptOptions, build_messages
 from ..evaluation.latency import batch1_latency
@@ -77,8 +78,13 @@ class PICDExperiment:
         if not (self.data_dir / "train.csv").is_file():
             raise FileNotFoundError(f"{self.data_dir} has no dataset: run notebooks/01_synthesis.ipynb at scale {scale!r} first")
         self.options = PromptOptions.named(self.cfg.prompt)
+        check_manifest(self.data_dir, ("train.csv", "test.csv"))  # a changed or cut file is not trained on
         self.train_rows = load_rows(self.data_dir / "train.csv")[: self.cfg.n_train]
         self.test_rows = load_rows(self.data_dir / "test.csv")[: self.cfg.n_eval]
+        for name, rows, need in (("train.csv", self.train_rows, self.cfg.n_train), ("test.csv", self.test_rows,
+                                                                                    self.cfg.n_eval)):
+            if len(rows) < need:
+                raise ValueError(f"{self.data_dir / name}: {len(rows)} rows; scale {scale!r} needs {need}")
         self.work.mkdir(parents=True, exist_ok=True)
         self.init_dir = Path(init_from) if init_from else self.work / "init"
         if init_from:

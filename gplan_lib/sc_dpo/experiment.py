@@ -25,6 +25,7 @@ import torch
 
 from ..core.config import as_written, output_dirs, replace
 from ..core.data import GsisrRow, load_rows
+from ..core.files import check_manifest, write_json
 from ..core.metrics import Scores, nes
 from ..core.parsing import parse_output
 from ..core.prompt import PromptOptions
@@ -33,7 +34,7 @@ from ..training.checkpoints import checkpoint, config_key, is_trained, train_or_
 from ..training.config import EvalConfig, ModelConfig
 from ..training.generation import MODEL_CARD, StudentPlanner, evaluate_student
 from ..training.launch import Launch, require_device, train_argv
-from ..training.modeling import default_device, load_for_training
+from ..training.modeling import default_device, load, load_for_training
 from ..training.parallel import process_state, run_jobs
 from .config import SCDPOConfig, SCDPOLoss
 from .trainer import EncodedPair, encode_pairs, make_dpo_trainer, pair_logps, read_pairs
@@ -77,8 +78,7 @@ def saved_pair_logps(directory: str | Path, pairs: Sequence[EncodedPair], pad_id
                      response_only: bool = False, bf16: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """log pi(y+|x) and log pi(y-|x) of every pair under the student saved in ``directory`` (fp32 weights,
     under bf16 autocast when its scale trains so, as the reference was scored)."""
-    from transformers import AutoModelForCausalLM
-    model = AutoModelForCausalLM.from_pretrained(directory, dtype=torch.float32).to(default_device())
+    model = load(directory, torch.float32)[0].to(default_device())
     return pair_logps(model, pairs, pad_id, batch_size, desc="held-out pairs", response_only=response_only, bf16=bf16)
 
 
@@ -103,6 +103,7 @@ class SCDPOExperiment:
         self.base_card = json.loads((self.base / MODEL_CARD).read_text())
         self.base_key = self.base_card.get("key", str(self.base))
         self.options = PromptOptions(**self.base_card["prompt_options"])
+        check_manifest(self.dirs.data, ("pairs_train.jsonl", "pairs_test.jsonl", "test.csv"))
         self.train_records = read_pairs(self.dirs.data / "pairs_train.jsonl")[: self.cfg.n_pairs]
         self.test_records = read_pairs(self.dirs.data / "pairs_test.jsonl")[: self.cfg.n_test_pairs]
         self.test_rows = load_rows(self.dirs.data / "test.csv")[: picd.n_eval]
@@ -149,7 +150,7 @@ class SCDPOExperiment:
                                   response_only=self.response_only, bf16=self.cfg.train.bf16)
                 ref[split] = _interleave(c.tolist(), r.tolist(), state, len(pairs))
             if state.is_main_process:
-                cache.write_text(json.dumps(ref))
+                write_json(cache, ref)
             del model
             state.wait_for_everyone()
         for split, pairs in (("train", self.train_pairs), ("test", self.test_pairs)):

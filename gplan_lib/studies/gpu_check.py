@@ -35,6 +35,7 @@ import torch
 from transformers import TrainerCallback
 
 from ..core.config import replace
+from ..core.files import write_json
 from ..core.paths import REPO, RESULTS
 from ..core.prompt import PromptOptions
 from ..evaluation.latency import NEW_TOKENS, QWEN3_SHAPES, REAL_PROMPT_TOKENS, time_decoding
@@ -191,7 +192,7 @@ def run_part(part: str, size: str, steps: int, out: Path) -> None:
             result = {"processes": state.num_processes, "rank_0": result,
                       "peak_memory_gb_by_rank": gather_object([result["peak_memory_gb"]])}
     if process_state().is_main_process:
-        out.write_text(json.dumps(result, indent=1))
+        write_json(out, result, indent=1)
     close_process_group()
 
 
@@ -243,7 +244,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for part, size, devices, processes in plan:
         print(f"gpu-check: {part}, Qwen3-{size} shape, {processes} process(es) on {name} ...", flush=True)
         report["parts"][f"{part} {size}"] = _launch_part(part, size, args.steps, devices, processes)
-        path.write_text(json.dumps(report, indent=1))  # after each part: a later failure keeps the earlier ones
+        write_json(path, report, indent=1)  # after each part: a later failure keeps the earlier ones
         print(json.dumps(report["parts"][f"{part} {size}"], indent=1), flush=True)
     print(f"gpu-check: wrote {path}")
     return 1 if any("error" in v for v in report["parts"].values()) else 0

@@ -27,7 +27,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..core.config import as_written, published_dirs, replace
+from ..core.config import as_written, published_dirs
+from ..core.files import write_json
 from ..core.prompt import build_messages
 from ..core.reporting import plot_regimes
 from ..picd.experiment import VARIANTS, PICDExperiment, Variant, variant
@@ -113,7 +114,7 @@ class RegimeStudy:
         self.test_pairs = encode_pairs(self.test_records, self.scratch.tokenizer, self.scratch.options)
 
     def _save(self) -> None:
-        self.out_path.write_text(json.dumps(self.results, indent=1))
+        write_json(self.out_path, self.results, indent=1)
 
     def _dd(self, directory: Path) -> dict[str, Any]:
         c, r = saved_pair_logps(directory, self.test_pairs, self.scratch.tokenizer.pad_token_id,

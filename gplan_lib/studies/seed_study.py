@@ -22,6 +22,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..core.files import write_json
 from ..core.paths import OUTPUTS
 from ..core.reporting import SEED_METRICS, plot_seeds
 from ..training.launch import Launch, train_argv
@@ -97,7 +98,7 @@ def run_seed(scale: str, seed: int) -> dict[str, Any]:
         out["sensitivity"][name] = dpo.sensitivity(dpo.run_dir(v), generate=False)
     path = seed_file(scale, seed)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(out))
+    write_json(path, out)
     return out
 
 
@@ -157,7 +158,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from ..core.config import published_dirs
     dirs = published_dirs(args.scale)
     summary = summarise([stored(args.scale, s) for s in args.seeds])
-    (dirs.results / "seeds.json").write_text(json.dumps(summary, indent=1))
+    write_json(dirs.results / "seeds.json", summary, indent=1)
     plot_seeds(summary, dirs.figures / "seeds.png")
     print(f"wrote {dirs.results / 'seeds.json'} and {dirs.figures / 'seeds.png'}")
     return 0

@@ -17,6 +17,11 @@ from ..core.prompt import PromptOptions, build_messages, user_message
 from ..core.rule_filter import Violation, check_output
 
 
+def passes_filter(reply: str) -> bool:
+    """Whether a reply is a label the strict rule filter accepts (only those are cached)."""
+    return not check_output(reply, strict=True)
+
+
 class LLMTeacher:
     def __init__(self, client: ChatClient, seeds: Sequence[dict[str, Any]], shots: int = 3,
                  options: PromptOptions = PromptOptions()):
@@ -41,14 +46,14 @@ class LLMTeacher:
     def replies(self, rows: Sequence[GsisrRow]) -> list[tuple[str, list[Violation]]]:
         """Each row's raw reply and what the strict rule filter finds in it (nothing but the
         reasoning block and the JSON array may be stored as a label)."""
-        outputs = self.client.complete_many([self.messages(r) for r in rows], desc="llm teacher")
+        outputs = self.client.complete_many([self.messages(r) for r in rows], desc="llm teacher", keep=passes_filter)
         return [(text.strip(), check_output(text, strict=True)) for text in outputs]
 
     def predict(self, rows: Sequence[GsisrRow], desc: str = "llm teacher") -> list[dict[str, Any]]:
         """PRED.jsonl records (``core.planner.Planner``): each row's raw reply, latency of the whole batch
         of concurrent requests spread evenly."""
         t = time.perf_counter()
-        outputs = self.client.complete_many([self.messages(r) for r in rows], desc=desc)
+        outputs = self.client.complete_many([self.messages(r) for r in rows], desc=desc, keep=passes_filter)
         ms = (time.perf_counter() - t) * 1000 / max(1, len(rows))
         return [{"id": r.id, "output": text.strip(), "latency_ms": ms} for r, text in zip(rows, outputs)]
 

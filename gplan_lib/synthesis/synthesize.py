@@ -8,8 +8,8 @@ review panel and for the LLM teacher's few-shot prompts. Same config -> byte-ide
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
+import math
 import multiprocessing
 import random
 from collections import Counter
@@ -21,6 +21,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 from tqdm.auto import tqdm
 
 from ..core.data import GsisrRow, write_gsisr_csv
+from ..core.files import atomic_write, folder_lock, sha256_file, write_json
 from ..core.parsing import parse_output
 from ..core.rule_filter import check_parsed
 from .config import EXECUTION_ONLY, SynthConfig
@@ -92,21 +93,20 @@ def seed_set(cfg: SynthConfig) -> list[dict[str, Any]]:
 
 
 def _write_jsonl(path: Path, records: Iterable[dict]) -> None:
-    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+    atomic_write(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
 
 
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def _prepare(out_dir: str | Path, overwrite: bool) -> Path:
+@contextlib.contextmanager
+def _writing(out_dir: str | Path, overwrite: bool) -> Iterator[Path]:
+    """The output folder, held against a second writer for the whole synthesis (a second `gplan synth` on the
+    same --out is refused, not raced); an existing non-empty folder is replaced only with ``overwrite``."""
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"{out} is a file, not a folder")
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise FileExistsError(f"{out} is not empty; pass overwrite=True (--overwrite) to replace its files")
-    out.mkdir(parents=True, exist_ok=True)
-    return out
+    with folder_lock(out, "gplan synth"):
+        if any(out.iterdir()) and not overwrite:
+            raise FileExistsError(f"{out} is not empty; pass overwrite=True (--overwrite) to replace its files")
+        yield out
 
 
 def _accept(cfg: SynthConfig, pool: Pool | None, report: dict[str, Any]) -> list[Candidate]:
@@ -139,28 +139,29 @@ def _accept(cfg: SynthConfig, pool: Pool | None, report: dict[str, Any]) -> list
 
 def synthesize(cfg: SynthConfig, out_dir: str | Path, overwrite: bool = False) -> dict[str, Any]:
     """Build the dataset into ``out_dir``; returns the manifest (also written as manifest.json)."""
-    out = _prepare(out_dir, overwrite)
     report = {"candidates": 0, "rejected": 0, "by_rule": Counter(), "by_tier": Counter(),
               "injected": Counter(), "caught": Counter(), "clean_rejected": 0, "mistakes_passed": 0}
-    with _workers(cfg.workers) as pool:
-        accepted = _accept(cfg, pool, report)
-        train, test = _split([GsisrRow(c.cells) for c in accepted], cfg)
-        anchor_sets = {"pairs_train.jsonl": train[: cfg.pair_anchors], "pairs_test.jsonl": test[: cfg.test_size // 2]}
-        pairs = {}
-        for name, anchors in anchor_sets.items():
-            jobs = [(cfg.seed, [r.cells for r in anchors[s:s + 500]]) for s in range(0, len(anchors), 500)]
-            pairs[name] = (len(anchors), [rec for chunk in _parallel(_pairs, jobs, pool, name) for rec in chunk])
-    train_ids = {r.id for r in train}
-    lengths = [c.plan_len for c in accepted if c.cells["id"] in train_ids]
-    filter_report = {
-        "candidates": report["candidates"], "rejected": report["rejected"],
-        "rejection_rate": report["rejected"] / report["candidates"],
-        "by_tier": dict(sorted(report["by_tier"].items())), "by_rule": dict(sorted(report["by_rule"].items())),
-        "injected": dict(sorted(report["injected"].items())), "caught": dict(sorted(report["caught"].items())),
-        "clean_candidates_rejected": report["clean_rejected"], "mistakes_that_passed": report["mistakes_passed"],
-    }
-    return _write_dataset(out, cfg, train, test, pairs, seed_set(cfg), filter_report, lengths,
-                          "gplan_lib.synthesis (offline expert teacher, simulated world)")
+    with _writing(out_dir, overwrite) as out:
+        with _workers(cfg.workers) as pool:
+            accepted = _accept(cfg, pool, report)
+            train, test = _split([GsisrRow(c.cells) for c in accepted], cfg)
+            anchor_sets = {"pairs_train.jsonl": train[: cfg.pair_anchors],
+                           "pairs_test.jsonl": test[: cfg.test_size // 2]}
+            pairs = {}
+            for name, anchors in anchor_sets.items():
+                jobs = [(cfg.seed, [r.cells for r in anchors[s:s + 500]]) for s in range(0, len(anchors), 500)]
+                pairs[name] = (len(anchors), [rec for chunk in _parallel(_pairs, jobs, pool, name) for rec in chunk])
+        train_ids = {r.id for r in train}
+        lengths = [c.plan_len for c in accepted if c.cells["id"] in train_ids]
+        filter_report = {
+            "candidates": report["candidates"], "rejected": report["rejected"],
+            "rejection_rate": report["rejected"] / report["candidates"],
+            "by_tier": dict(sorted(report["by_tier"].items())), "by_rule": dict(sorted(report["by_rule"].items())),
+            "injected": dict(sorted(report["injected"].items())), "caught": dict(sorted(report["caught"].items())),
+            "clean_candidates_rejected": report["clean_rejected"], "mistakes_that_passed": report["mistakes_passed"],
+        }
+        return _write_dataset(out, cfg, train, test, pairs, seed_set(cfg), filter_report, lengths,
+                              "gplan_lib.synthesis (offline expert teacher, simulated world)")
 
 
 def _split(rows: list[GsisrRow], cfg: SynthConfig) -> tuple[list[GsisrRow], list[GsisrRow]]:
@@ -183,47 +184,65 @@ def _write_dataset(out: Path, cfg: SynthConfig, train: list[GsisrRow], test: lis
     write_gsisr_csv(train, out / "train.csv", overwrite=True)
     write_gsisr_csv(test, out / "test.csv", overwrite=True)
     _write_jsonl(out / "seeds.jsonl", seeds)
-    (out / "filter_report.json").write_text(json.dumps(filter_report, ensure_ascii=False, indent=1), encoding="utf-8")
+    write_json(out / "filter_report.json", filter_report, indent=1)
     files = ["train.csv", "test.csv", "pairs_train.jsonl", "pairs_test.jsonl", "seeds.jsonl", "filter_report.json"]
     manifest = {
         "generator": generator,
         "config": recorded_config(cfg) if teacher is None else {**recorded_config(cfg), "teacher": teacher},
         "counts": {"train": len(train), "test": len(test), "seeds": len(seeds), **pair_counts,
                    "mean_plan_length": sum(train_plan_lengths) / max(1, len(train_plan_lengths))},
-        "sha256": {f: sha256(out / f) for f in files},
+        "sha256": {f: sha256_file(out / f) for f in files},
     }
-    (out / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=1), encoding="utf-8")
+    write_json(out / "manifest.json", manifest, indent=1)  # last: a dataset without it is not one
     return manifest
 
 
+#: An LLM synthesis asks for at most this many labels per sample it keeps (plus LLM_ALLOWANCE), and gives up
+#: early when, after LLM_ALLOWANCE replies, fewer than MIN_ACCEPTANCE of them pass the filter.
+LLM_REQUESTS_PER_SAMPLE, LLM_ALLOWANCE, MIN_ACCEPTANCE = 4, 32, 0.05
+
+
 def synthesize_llm(cfg: SynthConfig, out_dir: str | Path, teacher, overwrite: bool = False,
-                   batch: int = 256) -> dict[str, Any]:
+                   max_batch: int = 64) -> dict[str, Any]:
     """The same dataset layout with an ``LLMTeacher`` writing the labels (Sec. 3.2 at full scale):
     contexts from the simulated world, every reply through the strict rule filter, counterfactual
     pairs re-planned by the same teacher, the seed set it was prompted with, a filter report and a
-    manifest that names the server and model (never the key)."""
-    out = _prepare(out_dir, overwrite)
-    accepted: list[GsisrRow] = []
-    by_rule: Counter = Counter()
-    candidates, index = 0, 0
-    while len(accepted) < cfg.n:
-        rows = [simulate_row(cfg.seed, i) for i in range(index, index + batch)]
-        index += batch
-        for row, (text, violations) in zip(rows, teacher.replies(rows)):
-            if len(accepted) == cfg.n:
-                break
-            candidates += 1
-            by_rule.update({f"{v.tier}/{v.rule}" for v in violations})
-            if not violations:
-                accepted.append(row.replace(raw_labels=text))
-    train, test = _split(accepted, cfg)
-    anchor_sets = {"pairs_train.jsonl": train[: cfg.pair_anchors], "pairs_test.jsonl": test[: cfg.test_size // 2]}
-    pairs = {name: (len(a), _llm_pairs(a, teacher, cfg.seed)) for name, a in anchor_sets.items()}
-    report = {"candidates": candidates, "rejected": candidates - len(accepted),
-              "rejection_rate": (candidates - len(accepted)) / candidates, "by_rule": dict(sorted(by_rule.items()))}
-    return _write_dataset(out, cfg, train, test, pairs, teacher.seeds, report, [len(r.plan) for r in train],
-                          "gplan_lib.synthesis (LLM teacher, simulated world)",
-                          {"url": teacher.client.base_url, "model": teacher.client.model})
+    manifest that names the server (credentials removed) and model. Work is bounded: each batch asks for
+    what the acceptance rate so far says is still needed (at most ``max_batch``), and the whole run for at
+    most ``LLM_REQUESTS_PER_SAMPLE * n + LLM_ALLOWANCE`` labels; a collapsed acceptance rate is an error
+    naming the rules the replies fail."""
+    from ..core.llm_client import LLMError
+    cap = LLM_REQUESTS_PER_SAMPLE * cfg.n + LLM_ALLOWANCE
+    with _writing(out_dir, overwrite) as out:
+        accepted: list[GsisrRow] = []
+        by_rule: Counter = Counter()
+        candidates = index = 0  # replies judged; rows asked for (the replies after the n-th accepted are unused)
+        while len(accepted) < cfg.n:
+            rate = len(accepted) / candidates if candidates else 1.0
+            if index >= cap or (candidates >= LLM_ALLOWANCE and rate < MIN_ACCEPTANCE):
+                common = ", ".join(f"{rule} {n}" for rule, n in by_rule.most_common(3))
+                raise LLMError(f"{teacher.client.display_url}: {len(accepted)} of {candidates} teacher replies passed "
+                               f"the rule filter ({cfg.n} samples asked for, at most {cap} requests); the replies "
+                               f"fail {common or 'nothing (too few were asked for)'}: check the server, model and prompt")
+            need = cfg.n - len(accepted)
+            batch = min(max_batch, cap - index, max(need, math.ceil(need / max(rate, MIN_ACCEPTANCE) * 1.1)))
+            rows = [simulate_row(cfg.seed, i) for i in range(index, index + batch)]
+            index += batch
+            for row, (text, violations) in zip(rows, teacher.replies(rows)):
+                if len(accepted) == cfg.n:
+                    break
+                candidates += 1
+                by_rule.update({f"{v.tier}/{v.rule}" for v in violations})
+                if not violations:
+                    accepted.append(row.replace(raw_labels=text))
+        train, test = _split(accepted, cfg)
+        anchor_sets = {"pairs_train.jsonl": train[: cfg.pair_anchors], "pairs_test.jsonl": test[: cfg.test_size // 2]}
+        pairs = {name: (len(a), _llm_pairs(a, teacher, cfg.seed)) for name, a in anchor_sets.items()}
+        report = {"candidates": candidates, "rejected": candidates - len(accepted),
+                  "rejection_rate": (candidates - len(accepted)) / candidates, "by_rule": dict(sorted(by_rule.items()))}
+        return _write_dataset(out, cfg, train, test, pairs, teacher.seeds, report, [len(r.plan) for r in train],
+                              "gplan_lib.synthesis (LLM teacher, simulated world)",
+                              {"url": teacher.client.display_url, "model": teacher.client.model})
 
 
 def _llm_pairs(anchors: Sequence[GsisrRow], teacher, seed: int) -> list[dict[str, Any]]:
@@ -266,7 +285,7 @@ def ensure_dataset(cfg: SynthConfig, out_dir: str | Path, overwrite: bool = Fals
     if manifest_path.is_file():
         try:
             manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-            intact = all((out / f).is_file() and sha256(out / f) == h for f, h in manifest["sha256"].items())
+            intact = all((out / f).is_file() and sha256_file(out / f) == h for f, h in manifest["sha256"].items())
             same = manifest["config"] == recorded_config(cfg) and intact
         except (ValueError, KeyError, TypeError, AttributeError):  # an unreadable manifest: not this dataset
             same = False

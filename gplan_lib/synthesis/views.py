@@ -2,6 +2,7 @@
 counterfactual pairs are drawn by ``core.reporting.pair_view`` (notebook 03 shows them too)."""
 from __future__ import annotations
 
+import html
 from pathlib import Path
 from typing import Any
 
@@ -47,11 +48,13 @@ def review_panel(seeds: list[dict[str, Any]], store: ReviewStore):
         seed = effective(seeds[state["i"]], store)
         row = GsisrRow(seed["row"])
         decision = store.decisions.get(seed["id"], {}).get("decision", "not reviewed")
-        header.value = (f"<b>seed {state['i'] + 1}/{len(seeds)}</b> id={seed['id']} · <b>{decision}</b> · "
-                        f"{row['trigger_1']} order · {row['currenttime']} · at {row['current_tag']} in {row['current_city']}")
-        steps = "".join(f"<li>{describe_intent(a)}</li>" for a in seed["plan"])
-        body.value = f"<p style='font-size:90%'>{seed['reasoning']}</p><ol>{steps}</ol>"
-        count.value = f"{len(store.decisions)} decisions recorded in {store.path.name}"
+        e = lambda v: html.escape(str(v))  # every value from the seeds file is text, never markup
+        header.value = (f"<b>seed {state['i'] + 1}/{len(seeds)}</b> id={e(seed['id'])} · <b>{e(decision)}</b> · "
+                        f"{e(row['trigger_1'])} order · {e(row['currenttime'])} · at {e(row['current_tag'])} in "
+                        f"{e(row['current_city'])}")
+        steps = "".join(f"<li>{e(describe_intent(a))}</li>" for a in seed["plan"])
+        body.value = f"<p style='font-size:90%'>{e(seed['reasoning'])}</p><ol>{steps}</ol>"
+        count.value = f"{len(store.decisions)} decisions recorded in {e(store.path.name)}"
         if not keep_editor:
             editor.value = dumps_plan(seed["plan"])
 
@@ -65,10 +68,10 @@ def review_panel(seeds: list[dict[str, Any]], store: ReviewStore):
                     store.record(seed, "edit", editor.value)
                 else:
                     state["i"] = (state["i"] + (1 if name == "next ▶" else -1)) % len(seeds)
-                status.value = f"saved to {store.path}" if name not in ("◀ prev", "next ▶") else ""
+                status.value = f"saved to {html.escape(str(store.path))}" if name not in ("◀ prev", "next ▶") else ""
                 show()
             except ValueError as exc:
-                status.value = f"<span style='color:#b00'>not saved: {exc}</span>"
+                status.value = f"<span style='color:#b00'>not saved: {html.escape(str(exc))}</span>"
                 show(keep_editor=True)
         return handler
 

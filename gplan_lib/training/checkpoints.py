@@ -19,10 +19,10 @@ from tqdm.auto import tqdm
 from transformers import Trainer, TrainerCallback
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
+from ..core.files import write_json
 from ..core.paths import REPO
-from .generation import MODEL_CARD
 from .launch import write_record
-from .modeling import save
+from .modeling import MODEL_CARD, file_digests, save
 from .parallel import process_state
 
 
@@ -147,8 +147,9 @@ def train_or_reuse(out: Path, key: str, retrain: bool, build: Callable[[str], Tr
         tokenizer.save_pretrained(out)
         shutil.rmtree(out / "trainer", ignore_errors=True)
         started.unlink(missing_ok=True)
-        card_path.write_text(json.dumps({**card(trainer), "key": key}, indent=1))
-        (out / "log_history.json").write_text(json.dumps(history))
+        write_json(out / "log_history.json", history)
+        write_json(card_path, {**card(trainer), "key": key, "sha256": file_digests(out)}, indent=1)  # last: a folder
+        # without a card is no run; its digests are checked whenever the run is loaded (modeling.check_saved)
     trainer.accelerator.free_memory()  # the accelerator's references (a DeepSpeed engine among them)
     del trainer  # model, optimizer and DDP / autocast wrappers form reference cycles: collect them now, so that
     gc.collect()  # the next run in this process loads into the memory they held

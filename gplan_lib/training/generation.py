@@ -15,9 +15,7 @@ from ..core.data import GsisrRow
 from ..core.metrics import Scores, aggregate, score_sample
 from ..core.prompt import PromptOptions, build_messages
 from .config import EvalConfig
-from .modeling import chat_prompt, default_device, load
-
-MODEL_CARD = "gplan_config.json"
+from .modeling import MODEL_CARD, chat_prompt, default_device, load
 
 
 def model_card(mode: str, options: PromptOptions, **extra) -> dict:

@@ -12,14 +12,17 @@ step); a full fine-tune in the scale's dtype (bf16 for a Qwen3 checkpoint, fp32 
 """
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import torch
+from safetensors import SafetensorError
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast, Qwen3Config, Qwen3ForCausalLM
 
+from ..core.files import sha256_file
 from ..core.scaffold import LATENT_TOKENS
 from .config import ModelConfig
 
@@ -106,8 +109,9 @@ def load_for_training(directory: str | Path, tokenizer, model_cfg: ModelConfig):
     Trainer's ``bf16`` setting computes in bf16 under autocast; bf16 weights under plain AdamW would
     round most updates away at the paper's LRs). LoRA / QLoRA: the frozen base in the configured
     ``dtype`` (4-bit with ``qlora``), adapters and the latent-token rows trained."""
+    check_saved(directory)
     if model_cfg.kind == "tiny" or not (model_cfg.lora or model_cfg.qlora):
-        return AutoModelForCausalLM.from_pretrained(directory, dtype=torch.float32)
+        return _loaded(Path(directory), lambda: AutoModelForCausalLM.from_pretrained(directory, dtype=torch.float32))
     model = AutoModelForCausalLM.from_pretrained(directory, **_base_kwargs(getattr(torch, model_cfg.dtype), model_cfg.qlora))
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
     if model_cfg.qlora:
@@ -118,6 +122,44 @@ def load_for_training(directory: str | Path, tokenizer, model_cfg: ModelConfig):
 
 
 ADAPTER = "adapter_config.json"
+MODEL_CARD = "gplan_config.json"
+#: The files of a saved model whose SHA-256 its run card records (weights, and what says how to read them).
+CHECKED_FILES = ("*.safetensors", "config.json", ADAPTER)
+
+
+def file_digests(directory: str | Path) -> dict[str, str]:
+    """SHA-256 of each weight and config file of a saved model, by name (what the run card records)."""
+    directory = Path(directory)
+    return {f.name: sha256_file(f) for pattern in CHECKED_FILES for f in sorted(directory.glob(pattern))}
+
+
+def check_saved(directory: str | Path) -> None:
+    """A saved run's files are the ones its card recorded when it was trained: a damaged, truncated or swapped
+    file (another run's config.json, say) is an error naming it, not a model that loads with wrong weights."""
+    directory = Path(directory)
+    card = directory / MODEL_CARD
+    recorded = json.loads(card.read_text(encoding="utf-8")).get("sha256", {}) if card.is_file() else {}
+    for name, digest in recorded.items():
+        if not (directory / name).is_file():
+            raise FileNotFoundError(f"{directory / name}: missing (its run card records it)")
+        if sha256_file(directory / name) != digest:
+            raise ValueError(f"{directory / name}: not the file this run saved (its SHA-256 differs from the run "
+                             "card's): damaged or replaced; retrain the run or restore the file")
+
+
+def _loaded(directory: Path, load: Callable[[], Any]):
+    """``load()`` of a saved model, with unreadable files and NaN / infinite weights as errors naming the folder."""
+    try:
+        model = load()
+    except torch.OutOfMemoryError:
+        raise
+    except (OSError, ValueError, RuntimeError, KeyError, SafetensorError) as exc:  # damaged files, size mismatches
+        raise ValueError(f"{directory}: cannot load the model ({type(exc).__name__}: {str(exc)[:200]})") from None
+    bad = [n for n, p in model.named_parameters() if p.is_floating_point() and not torch.isfinite(p).all()]
+    if bad:
+        raise ValueError(f"{directory}: the weights hold NaN or infinite values ({', '.join(bad[:3])}"
+                         f"{', ...' if len(bad) > 3 else ''}); the file is damaged or the run diverged")
+    return model
 
 
 def save(model, tokenizer, directory: str | Path, dtype: torch.dtype | None = None) -> Path:
@@ -133,14 +175,16 @@ def save(model, tokenizer, directory: str | Path, dtype: torch.dtype | None = No
 
 
 def load(directory: str | Path, dtype: torch.dtype = torch.float32, qlora: bool = False):
-    """Reload a saved model and tokenizer from a local directory; an adapter folder (``save`` of a LoRA /
-    QLoRA student) over its base, which stays 4-bit for a QLoRA student (its adapter learnt that base)."""
+    """Reload a saved model and tokenizer from a local directory, its files checked against its run card
+    (``check_saved``); an adapter folder (``save`` of a LoRA / QLoRA student) over its base, which stays 4-bit
+    for a QLoRA student (its adapter learnt that base)."""
     directory = Path(directory)
+    check_saved(directory)
     if not (directory / ADAPTER).is_file():
-        return AutoModelForCausalLM.from_pretrained(directory, dtype=dtype), AutoTokenizer.from_pretrained(directory)
-    import json
-
+        model = _loaded(directory, lambda: AutoModelForCausalLM.from_pretrained(directory, dtype=dtype))
+        return model, AutoTokenizer.from_pretrained(directory)
     from peft import PeftModel
     base = json.loads((directory / ADAPTER).read_text())["base_model_name_or_path"]
-    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base, **_base_kwargs(dtype, qlora)), directory)
+    model = _loaded(directory, lambda: PeftModel.from_pretrained(
+        AutoModelForCausalLM.from_pretrained(base, **_base_kwargs(dtype, qlora)), directory))
     return model, AutoTokenizer.from_pretrained(directory)
