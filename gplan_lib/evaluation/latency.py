@@ -155,7 +155,10 @@ def serve(respond: Respond) -> Iterator[str]:
             with lock:
                 if stopped.is_set():
                     return self._reply(503, {"error": "server stopping"})
-                output, tokens = respond(row)
+                try:
+                    output, tokens = respond(row)
+                except Exception as exc:  # the planner's failure: an answer, not a dropped connection
+                    return self._reply(500, {"error": f"the planner failed ({type(exc).__name__})"})
             self._reply(200, {"output": output, "new_tokens": tokens})
 
         def log_message(self, *args):
