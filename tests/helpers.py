@@ -47,6 +47,7 @@ class FakeServer:
     def __init__(self, fail_first: int = 0, status: int = 500, reply: str | None = None, reply_fn=None):
         self.requests: list[dict] = []
         self.headers: list[dict] = []
+        self.paths: list[str] = []
         self.fail_first, self.status, self.reply, self.reply_fn = fail_first, status, reply, reply_fn
         outer = self
 
@@ -55,6 +56,7 @@ class FakeServer:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 outer.requests.append(body)
                 outer.headers.append(dict(self.headers))
+                outer.paths.append(self.path)
                 if len(outer.requests) <= outer.fail_first:
                     self.send_response(outer.status)
                     self.end_headers()

@@ -24,6 +24,7 @@ Concurrency with a thread pool.
 from __future__ import annotations
 
 import base64
+import contextlib
 import email.utils
 import hashlib
 import http.client
@@ -128,6 +129,7 @@ class ChatClient:
         conn = cls(base.hostname, base.port, timeout=self.timeout)
         deadline, done, broken = time.monotonic() + self.timeout, threading.Event(), threading.Event()
         threading.Thread(target=self._watch, args=(conn, deadline, done, broken), daemon=True).start()
+        failure = None
         try:
             conn.request("POST", target, body=json.dumps(payload).encode(), headers=headers)
             resp = conn.getresponse()
@@ -138,18 +140,16 @@ class ChatClient:
                     raise LLMError(f"{self.display_url}: the reply exceeds {self.max_reply_bytes >> 20} MiB; stopped "
                                    "reading it")
         except (OSError, http.client.HTTPException) as exc:  # refused, reset, bad status line, broken by the watcher
-            if self._stop.is_set():
-                raise Cancelled(f"{self.display_url}: request cancelled") from None
-            if broken.is_set() or isinstance(exc, TimeoutError):
-                raise _Retry(f"no complete reply within {self.timeout:g} s") from None
-            raise _Retry(f"{type(exc).__name__}") from None
+            failure = exc
         finally:
             done.set()
             conn.close()
-        if self._stop.is_set():  # the watcher may have cut the body short: a read then ends at an early EOF
+        if self._stop.is_set():  # a connection the watcher broke can also end in an early, silent EOF
             raise Cancelled(f"{self.display_url}: request cancelled")
-        if broken.is_set():
+        if broken.is_set() or isinstance(failure, TimeoutError):
             raise _Retry(f"no complete reply within {self.timeout:g} s")
+        if failure is not None:
+            raise _Retry(type(failure).__name__)
         if 300 <= resp.status < 400:
             raise LLMError(f"{self.display_url}: HTTP {resp.status} redirect; redirects are not followed (the API key "
                            "would go to another address)")
@@ -171,12 +171,10 @@ class ChatClient:
         while not done.wait(0.05):
             if self._stop.is_set() or time.monotonic() >= deadline:
                 broken.set()
-                sock = conn.sock
+                sock = conn.sock  # (read once: the request's thread may close it meanwhile)
                 if sock is not None:
-                    try:
+                    with contextlib.suppress(OSError):
                         sock.shutdown(socket.SHUT_RDWR)
-                    except OSError:
-                        pass
                 return
 
     def _post(self, payload: dict[str, Any]) -> str:

@@ -15,11 +15,13 @@ from __future__ import annotations
 import contextlib
 import json
 import socket
+import sys
 import threading
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
@@ -93,8 +95,13 @@ def _row_from(handler: BaseHTTPRequestHandler) -> GsisrRow:
 
 
 class _Server(ThreadingHTTPServer):
-    request_queue_size = BACKLOG  # the standard library's 5 reset a burst of 64 clients
+    request_queue_size = BACKLOG  # the standard library's 5 dropped connection attempts of a 64-client burst
     daemon_threads = True
+
+    def handle_error(self, request, client_address) -> None:
+        """A client that resets or leaves is its own business; anything else is a bug worth its traceback."""
+        if not isinstance(sys.exc_info()[1], OSError):
+            super().handle_error(request, client_address)
 
 
 @contextmanager
@@ -129,6 +136,18 @@ def serve(respond: Respond) -> Iterator[str]:
                 self.close_connection = True
                 self._reply(408, {"error": f"request not received within {READ_TIMEOUT:g} s"})
             self.read_done.set()
+
+        def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+            """http.server's own refusals (a bad request line, an unknown method) as JSON like ours; a 408 when the
+            request was cut off at its deadline."""
+            if self.expired.is_set():
+                code, message = 408, f"request not received within {READ_TIMEOUT:g} s"
+            self.request_version, self.close_connection = "HTTP/1.0", True  # a status line even for HTTP/0.9
+            self._reply(code, {"error": message or HTTPStatus(code).phrase})
+
+        def finish(self):
+            with contextlib.suppress(OSError):  # a client that left before its answer was flushed
+                super().finish()
 
         def _reply(self, status: int, obj: dict) -> None:
             body = json.dumps(obj, ensure_ascii=False).encode()

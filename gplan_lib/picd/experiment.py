@@ -16,7 +16,7 @@ import torch
 
 from ..core.config import as_written, output_dirs, replace
 from ..core.data import GsisrRow, load_rows
-from ..core.files import check_manifest
+from ..core.files import atomic_write, check_manifest
 from ..core.metrics import Scores
 from ..core.prompt import PromptOptions, build_messages
 from ..evaluation.latency import batch1_latency
@@ -122,7 +122,7 @@ class PICDExperiment:
         if self.init_dir.exists():
             shutil.rmtree(self.init_dir)
         save(model, tok, self.init_dir)
-        stamp.write_text(key)
+        atomic_write(stamp, key)
         return tok
 
     @property
@@ -131,7 +131,7 @@ class PICDExperiment:
         path = self.init_dir / "n_parameters.txt"
         if not path.is_file():
             from transformers import AutoModelForCausalLM
-            path.write_text(str(sum(p.numel() for p in AutoModelForCausalLM.from_pretrained(self.init_dir).parameters())))
+            atomic_write(path, str(sum(p.numel() for p in AutoModelForCausalLM.from_pretrained(self.init_dir).parameters())))
         return int(path.read_text())
 
     @property

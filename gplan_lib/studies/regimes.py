@@ -28,7 +28,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..core.config import as_written, published_dirs
-from ..core.files import write_json
+from ..core.files import atomic_write, write_json
 from ..core.prompt import build_messages
 from ..core.reporting import plot_regimes
 from ..picd.experiment import VARIANTS, PICDExperiment, Variant, variant
@@ -83,7 +83,7 @@ def pretrain_backbone(exp: PICDExperiment, hp: PretrainConfig, out: Path, seed: 
 
     train_or_reuse(out, key, True, build, exp.tokenizer, lambda tr: {"backbone": "language model on prompts only"})
     if process_state().is_main_process:
-        stamp.write_text(key)
+        atomic_write(stamp, key)
     return out
 
 

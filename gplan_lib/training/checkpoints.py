@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from transformers import Trainer, TrainerCallback
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
-from ..core.files import write_json
+from ..core.files import atomic_write, write_json
 from ..core.paths import REPO
 from .launch import write_record
 from .modeling import MODEL_CARD, file_digests, save
@@ -127,7 +127,7 @@ def train_or_reuse(out: Path, key: str, retrain: bool, build: Callable[[str], Tr
         if out.exists():
             shutil.rmtree(out)
         out.mkdir(parents=True)
-        started.write_text(key)
+        atomic_write(started, key)
     state.wait_for_everyone()
     trainer = build(str(out / "trainer"))
     label_progress(trainer, out.name)

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..core.files import write_json
 from ..core.paths import REPO
 from .config import LaunchConfig, ModelConfig
 
@@ -247,4 +248,4 @@ def describe(plan: LaunchPlan) -> str:
 
 def write_record(directory: Path, deepspeed: str | None) -> None:
     """launch.json in a run's folder (rank 0, when the run starts training)."""
-    (directory / "launch.json").write_text(json.dumps(record(deepspeed), indent=1))
+    write_json(directory / "launch.json", record(deepspeed), indent=1)
