@@ -4,6 +4,7 @@ one failed on the code before the fix."""
 from __future__ import annotations
 
 import json
+import re
 import resource
 import select
 import shutil
@@ -17,6 +18,8 @@ from pathlib import Path
 
 import pytest
 from helpers import PLAN_OK, RawServer, chat_body, http_reply, make_row
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gplan_lib.cli import main
 from gplan_lib.core.data import COLUMNS, load_rows, write_gsisr_csv
@@ -281,6 +284,34 @@ def test_12_scans_of_user_text_take_linear_time(unit, scan):
         scan(unit * n)
         times.append(time.perf_counter() - start)
     assert times[1] < 1.0 and times[1] < 8 * times[0] + 0.05, times  # 4x the input, far from 16x the time
+
+
+SCANNERS = {  # each linear scanner, the lazy pattern it replaces, and the units hostile to that pattern
+    "think": ("gplan_lib.evaluation.judge", "without_think", lambda t: re.sub(r"<think>.*?</think>", "", t, flags=re.S),
+              ["<think>", "</think>", "<think", "think>", "{", "}", "x"]),
+    "blocks": ("gplan_lib.core.scaffold", "find_blocks",
+               lambda t: [m.groups() for m in re.finditer(r"<(CONTEXT|STRATEGY|STEP_\d+)>(.*?)</\1>", t, re.S)],
+               ["<CONTEXT>", "</CONTEXT>", "<STRATEGY>", "</STRATEGY>", "<STEP_1>", "</STEP_1>", "<STEP_12>", "</", "x"]),
+    "history": ("gplan_lib.evaluation.baseline_inputs", "history_events",
+                lambda t: re.findall(r"act_\d+了(?:&act_\d+了)*位于(本地|异地行前|异地)?(.*?)的p_", t),
+                ["act_1了", "act_12了", "&", "位于", "本地", "异地", "异地行前", "的p_", "的", "p_", "x"]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SCANNERS))
+@settings(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_12_each_scanner_finds_what_its_pattern_found_and_stays_fast_on_a_megabyte(name, data):
+    """The linear scanners are the lazy patterns they replace on short strings of hostile units (where the
+    pattern is fast), and take well under a second on a megabyte of them."""
+    module, fn, pattern, units = SCANNERS[name]
+    scan = getattr(__import__(module, fromlist=[fn]), fn)
+    short = "".join(data.draw(st.lists(st.sampled_from(units), max_size=14)))
+    assert scan(short) == pattern(short)
+    long = ("".join(data.draw(st.lists(st.sampled_from(units), min_size=1, max_size=6))) * 200_000)[:1_000_000]
+    start = time.perf_counter()
+    scan(long)
+    assert time.perf_counter() - start < 1.0
 
 
 def _quietly(fn, text):
