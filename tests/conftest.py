@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import FakeServer
+from helpers import FakeServer, RawServer
 
 from gplan_lib.core.data import GsisrRow, load_rows
 from gplan_lib.core.paths import SHARED_CALIBRATION
@@ -39,6 +39,19 @@ def server():
 
     def start(**kw):
         servers.append(FakeServer(**kw))
+        return servers[-1]
+    yield start
+    for s in servers:
+        s.close()
+
+
+@pytest.fixture
+def raw():
+    """Loopback servers answering each connection with the next scripted raw reply (``helpers.RawServer``)."""
+    servers = []
+
+    def start(*replies, trickle=0.0):
+        servers.append(RawServer(list(replies), trickle))
         return servers[-1]
     yield start
     for s in servers:

@@ -1,16 +1,15 @@
 """The gplan command line: validate and score, their exit codes and JSON reports."""
 from __future__ import annotations
 
-import csv
 import json
 import subprocess
 import sys
 
 import pytest
-from helpers import make_row
+from helpers import make_row, raw_csv
 
 from gplan_lib.cli import main
-from gplan_lib.core.data import COLUMNS, write_gsisr_csv
+from gplan_lib.core.data import write_gsisr_csv
 from gplan_lib.core.intents import dumps_plan
 
 BAD = dumps_plan([{"工具名称": "tool_1", "起始位置": "当前位置", "终点位置": "订单目的地"},
@@ -95,19 +94,11 @@ def test_score_refuses_records_without_ids(tmp_path, capsys):
     _fails(capsys, ["score", "--pred", str(tmp_path / "p.jsonl"), "--gold", str(gold)], "p.jsonl:1: has no 'id'")
 
 
-def _raw_csv(path, rows) -> None:
-    """Rows written without the data layer's checks (to plant labels it would refuse to write)."""
-    with open(path, "w", encoding="utf-8", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(COLUMNS)
-        w.writerows([r.cells[c] for c in COLUMNS] for r in rows)
-
-
 @pytest.mark.parametrize("label", ["[" * 1000 + "]" * 1000, "<THOUGHT>" * 10_000], ids=["nested", "thought-tags"])
 def test_validate_names_the_row_of_hostile_labels_quickly(tmp_path, capsys, label):
     """Finding 3: 1,000 nested brackets raised RecursionError; finding 4: 10,000 THOUGHT tags took seconds."""
     import time
-    _raw_csv(tmp_path / "d.csv", [make_row(id="a"), make_row(id="hostile", raw_labels=label)])
+    raw_csv(tmp_path / "d.csv", [make_row(id="a"), make_row(id="hostile", raw_labels=label)])
     t = time.perf_counter()
     assert main(["validate", str(tmp_path / "d.csv"), "--json"]) == 1
     assert time.perf_counter() - t < 1.0
@@ -156,7 +147,7 @@ def test_under_torchrun_the_error_names_its_rank(tmp_path, capsys, monkeypatch):
 def test_predict_needs_no_labels_and_names_a_missing_model_folder(tmp_path, capsys):
     """Finding 9 (findings page): a missing model folder said 'unknown planner'; predict needed labels."""
     path = tmp_path / "d.csv"
-    _raw_csv(path, [make_row(id="a", raw_labels="")])
+    raw_csv(path, [make_row(id="a", raw_labels="")])
     assert main(["validate", str(path)]) == 1  # a label is needed to validate ...
     assert main(["predict", "--model", "teacher", "--data", str(path), "--out", str(tmp_path / "p.jsonl")]) == 0  # not to plan
     capsys.readouterr()

@@ -5,24 +5,12 @@ from __future__ import annotations
 import time
 
 import pytest
-from helpers import RawServer, chat_body, http_reply, make_row
+from helpers import chat_body, http_reply, make_row
 
 from gplan_lib.core.llm_client import ChatClient, LLMError, retry_after
 from gplan_lib.evaluation.judge import LLMJudge
 
 MSG = [{"role": "user", "content": "hi"}]
-
-
-@pytest.fixture
-def raw():
-    servers = []
-
-    def start(*replies, trickle=0.0):
-        servers.append(RawServer(list(replies), trickle))
-        return servers[-1]
-    yield start
-    for s in servers:
-        s.close()
 
 
 def test_a_redirect_is_not_followed_and_the_key_stays_home(raw, monkeypatch):
