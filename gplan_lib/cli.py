@@ -250,8 +250,8 @@ def cmd_rationalize(args) -> int:
 
 
 def cmd_publish(args) -> int:
-    from .core.config import publish
-    changed = publish(args.scale)
+    from .core.config import PUBLISHED, publish
+    changed = publish(args.scale, tuple(args.only or PUBLISHED))
     print("\n".join(f"updated {p.relative_to(REPO)}" for p in changed) or "nothing changed: the committed results match")
     return EXIT_OK
 
@@ -335,8 +335,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="change one of the scale's training settings (repeatable), e.g. train.lr=0.0004")
     p.add_argument("--retrain", action="store_true")
     p = command("publish", cmd_publish, "copy runs/<scale>/results and figures over the committed results/<scale>/ and "
-                                        "figures/<scale>/ (what the README shows)")
+                                        "figures/<scale>/, and the executed notebooks, cleaned, into docs/notebooks/<scale>/")
     p.add_argument("--scale", required=True)
+    p.add_argument("--only", nargs="+", choices=("results", "figures", "notebooks"),
+                   help="publish only these (default: all three)")
     p = command("rationalize", cmd_rationalize, "add structured reasoning to JSON-only labels")
     p.add_argument("src")
     p.add_argument("dst")

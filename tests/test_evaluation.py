@@ -82,6 +82,21 @@ def test_each_baseline_trains_and_predicts_library_tools(name, rows):
         assert len(pred) <= MAX_PLAN_LEN and all(t in TOOLS for t in pred)
 
 
+def test_a_saved_baseline_is_reused_only_under_its_own_key(rows, tmp_path, capsys):
+    """Notebook 04 reuses a trained baseline whose configuration and rows are unchanged (issue 21, item 7)."""
+    model, history = baselines.train_baseline("SASRec", rows, TINY_ARCH, BaselineConfig(epochs=1, batch_size=16, lr=3e-3))
+    path = tmp_path / "baselines" / "SASRec.pt"
+    baselines.save_trained(path, "key-a", (model, history))
+    again, again_history = baselines.load_trained(path, "key-a")
+    assert again_history == history and [again.tools(r) for r in rows[:8]] == [model.tools(r) for r in rows[:8]]
+    assert baselines.load_trained(path, "key-b") is None
+    assert "another configuration" in capsys.readouterr().out
+    path.write_bytes(b"not a pickle")
+    assert baselines.load_trained(path, "key-a") is None
+    assert "unreadable" in capsys.readouterr().out
+    assert baselines.load_trained(tmp_path / "absent.pt", "key-a") is None
+
+
 def test_table1_puts_the_papers_rows_beside_ours(rows):
     from gplan_lib.core.reporting import table1
     from gplan_lib.evaluation.experiment import PAPER_TABLE1, score_records, score_tools

@@ -21,7 +21,7 @@ from typing import Any, Mapping, TypeVar
 import yaml
 
 from .files import atomic_write
-from .paths import DATA, FIGURES, OUTPUTS, REPO, RESULTS
+from .paths import DATA, DOCS, FIGURES, OUTPUTS, REPO, RESULTS
 
 SCALES_FILE = REPO / "configs" / "scales.yaml"
 
@@ -185,17 +185,29 @@ def published_dirs(scale: str) -> OutputDirs:
     return dirs
 
 
-def publish(scale: str) -> list[Path]:
-    """Copy the results and figures of runs/<scale>/ over results/<scale>/ and figures/<scale>/; returns
-    the files whose content changed (`git diff` then shows what a rerun moved)."""
+PUBLISHED = ("results", "figures", "notebooks")
+
+
+def publish(scale: str, what: tuple[str, ...] = PUBLISHED) -> list[Path]:
+    """Copy the results and figures of runs/<scale>/ over results/<scale>/ and figures/<scale>/, and the executed
+    notebooks, cleaned (``core.notebooks``), into docs/notebooks/<scale>/ - those of ``what``; returns the files
+    whose content changed (`git diff` then shows what a rerun moved)."""
+    from .notebooks import publish_notebooks
+    unknown = set(what) - set(PUBLISHED)
+    if unknown:
+        raise ValueError(f"cannot publish {sorted(unknown)}; choose from {PUBLISHED}")
     src, dst = output_dirs(scale), published_dirs(scale)
     changed = []
-    for a, b in ((src.results, dst.results), (src.figures, dst.figures)):
+    for name, a, b in (("results", src.results, dst.results), ("figures", src.figures, dst.figures)):
+        if name not in what:
+            continue
         for f in sorted(a.iterdir()):
             target = b / f.name
             if f.is_file() and (not target.is_file() or target.read_bytes() != f.read_bytes()):
                 atomic_write(target, f.read_bytes())
                 changed.append(target)
+    if "notebooks" in what:
+        changed += publish_notebooks(OUTPUTS / scale, DOCS / "notebooks" / scale)
     return changed
 
 

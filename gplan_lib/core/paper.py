@@ -34,3 +34,10 @@ TABLE5 = {"1.7B": {"Direct-SFT": 0.299, "CoT-SFT": 1.06, "PICD": 0.366},
 FILTER_REJECTION_RATE = 0.289
 #: Our Table 5 runs and the paper's row each stands for (one backbone trained three ways).
 TABLE5_ROWS = {"Direct-SFT": "Direct-SFT", "CoT-SFT": "CoT-SFT", "PICD (CALR)": "PICD"}
+
+#: Sec. 5.1.3: PICD's settings in the paper's main runs (Qwen3-4B, 100K samples).
+PICD_SETTINGS = {"backbone": "Qwen3-1.7B / 4B (pretrained)", "training samples": "99,000", "epochs": 13,
+                 "latent tokens per block K": 3, "B* (p90 of B)": 9, "η_struct": 5e-6, "η_polish": 1e-6}
+#: Sec. 5.1.3: SC-DPO's settings (from the PICD-CALR checkpoint).
+SC_DPO_SETTINGS = {"epochs": 1, "learning rate": 2e-7, "warmup ratio": 0.03, "β_DPO": 0.20, "δ": 0.0, "λ_a": 5.0,
+                   "[γ_l, γ_h]": "[0.1, 0.2]", "λ_g,l": 10.0, "λ_g,h": 2.0, "m": 0.0, "λ_c": 3.0}

@@ -8,6 +8,7 @@ REPO = Path(__file__).resolve().parents[2]
 #: data/ (released and synthetic rows), the published results/ and figures/, and runs/: what every notebook
 #: and study writes as it runs (executed notebooks, figures, results, predictions; ignored by git).
 DATA, RESULTS, FIGURES, OUTPUTS = REPO / "data", REPO / "results", REPO / "figures", REPO / "runs"
+DOCS = REPO / "docs"  # the longer pages the README links, and the executed notebooks `gplan publish` cleans
 #: The user puts the released GSISR CSVs here (git-ignored), e.g. data/gsisr/test.csv.
 GSISR_DIR = DATA / "gsisr"
 #: Half of the released test rows, beside the checkout in development and CI (never committed).

@@ -14,3 +14,15 @@ def save_figure(fig: Figure, path: str | Path | None, dpi: int = 110) -> Figure:
     if path is not None:
         fig.savefig(path, dpi=dpi)
     return fig
+
+
+def png_bytes(fig: Figure, dpi: int = 90) -> bytes:
+    """A figure as PNG bytes, then closed: what a widget's ``Image`` shows. The explorers redraw into an image
+    rather than an ``Output`` widget, so no cell output is captured or cleared from a callback."""
+    import io
+
+    import matplotlib.pyplot as plt
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    plt.close(fig)
+    return buffer.getvalue()

@@ -3,6 +3,7 @@ dicts (one first column, ``planner``, for rows that are planners) for display wi
 of the committed seed and regime studies, which notebooks 02 and 03 read without retraining."""
 from __future__ import annotations
 
+import json
 from html import escape
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -13,9 +14,12 @@ from .intents import describe_intent
 from .metrics import METRICS, Scores
 from .paper import TABLE1, TABLE5
 from .parsing import parse_output
+from .paths import RESULTS
 from .plotting import save_figure
 
 SEED_METRICS = ("acc1", "ndcg3", "nes")  # what the seed study keeps per row
+METRIC_NAMES = {"acc1": "Acc@1", "ndcg3": "NDCG@3", "nes": "NES", "validity": "validity",
+                "latent_valid": "Latent-Valid", "tool_acc1": "tool Acc@1", "tool_ndcg3": "tool NDCG@3"}
 
 
 def metric_table(scores: Mapping[str, Scores], keys: Sequence[str], digits: int = 3) -> list[dict[str, Any]]:
@@ -170,3 +174,50 @@ def pair_view(rec_x: dict, rec_xp: dict):
     return HTML(f"<p><b>{escape(rec_x['perturbation'])}</b>: {cells}</p>"
                 "<table><tr><th>#</th><th>plan matched to x</th><th>plan matched to x'</th></tr>"
                 f"{rows}</table><p style='font-size:85%'>highlighted: the positions where the plans differ</p>")
+
+
+def committed_scores(file: str, section: str, scale: str) -> dict[str, dict[str, float]] | None:
+    """The ``section`` of the committed results/<scale>/<file> (what the README reports), or None at a scale
+    with no committed run."""
+    path = RESULTS / scale / file
+    return json.loads(path.read_text(encoding="utf-8"))[section] if path.is_file() else None
+
+
+def against_committed(this_run: Mapping[str, Mapping[str, float]], committed: Mapping[str, Mapping[str, float]] | None,
+                      seeds: Mapping[str, Any] | None, claims: Sequence[tuple[str, str, str]],
+                      keys: Sequence[str] = ("acc1", "nes")) -> tuple[list[dict[str, Any]], str]:
+    """The closing reading of a notebook, computed from the reader's own run: a row per (planner, metric) with this
+    run, the committed run and the committed seed study's range (seeds 0-2), flagging numbers outside that range;
+    and a paragraph on each claim (``(metric, a, b)``: is a above b?) in this run, the committed run and per seed."""
+    rows, outside = [], []
+    for name, means in this_run.items():
+        for k in keys:
+            runs = (seeds or {}).get("runs", {}).get(name, {}).get(k)
+            lo, hi = (min(runs), max(runs)) if runs else (np.nan, np.nan)
+            inside = "-" if not runs else ("yes" if lo - 1e-9 <= means[k] <= hi + 1e-9 else "NO")
+            if inside == "NO":
+                outside.append(f"{name} {METRIC_NAMES.get(k, k)} {means[k]:.3f} (seeds {lo:.3f}-{hi:.3f})")
+            rows.append({"planner": name, "metric": METRIC_NAMES.get(k, k), "this run": round(means[k], 3),
+                         "committed run": round(committed[name][k], 3) if committed and name in committed else np.nan,
+                         "seeds 0-2 (min)": round(lo, 3), "seeds 0-2 (max)": round(hi, 3), "inside the range": inside})
+    lines = []
+    for k, a, b in claims:
+        here = this_run[a][k] - this_run[b][k]
+        said = [f"**{a} {'above' if here > 0 else 'not above'} {b}** on {METRIC_NAMES.get(k, k)} in this run "
+                f"({this_run[a][k]:.3f} vs {this_run[b][k]:.3f})"]
+        if committed and a in committed and b in committed:
+            said.append(f"committed run {committed[a][k]:.3f} vs {committed[b][k]:.3f}")
+        runs = (seeds or {}).get("runs", {})
+        if a in runs and b in runs:
+            wins = sum(x > y for x, y in zip(runs[a][k], runs[b][k]))
+            said.append(f"above in {wins} of {len(runs[a][k])} committed seeds")
+        lines.append("- " + "; ".join(said) + ".")
+    if seeds is None:
+        verdict = "No committed seed study at this scale, so there is no range to compare this run with."
+    elif outside:
+        verdict = (f"**{len(outside)} of {sum(r['inside the range'] != '-' for r in rows)} numbers lie outside the "
+                   f"committed seeds' range**: {'; '.join(outside)}. A run on another CPU (its vector kernels), "
+                   f"another scale or changed code lands elsewhere; one run is one seed, not a finding.")
+    else:
+        verdict = "Every number with a committed seed range lies inside it."
+    return rows, "\n".join(lines) + "\n\n" + verdict

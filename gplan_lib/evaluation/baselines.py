@@ -16,11 +16,13 @@ semantic ids come from residual k-means (RQ-KMeans) over intent descriptors inst
 """
 from __future__ import annotations
 
+import os
 import random
 import re
 import warnings
 from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -354,3 +356,28 @@ def train_baseline(name: str, rows: Sequence[GsisrRow], arch: dict[str, Any], tr
     net.to(device)
     history = _fit(net, data, loss_of, train.epochs, train.lr, desc=name)
     return model, history
+
+
+def save_trained(path: Path, key: str, trained: tuple[Any, list[float]]) -> None:
+    """A trained baseline (model and loss history) with the key of its configuration, written whole
+    (temporary file, then rename), so that notebook 04 reuses it while the key matches."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    torch.save({"key": key, "model": trained[0], "history": trained[1]}, tmp)
+    os.replace(tmp, path)
+
+
+def load_trained(path: Path, key: str) -> tuple[Any, list[float]] | None:
+    """The baseline saved at ``path`` if its key is ``key``; None (and why, when a file was there) if it must be
+    trained. The file is this project's own pickle (``save_trained``), so it is loaded with weights_only=False."""
+    if not path.is_file():
+        return None
+    try:
+        saved = torch.load(path, map_location=default_device(), weights_only=False)
+    except Exception as exc:  # a damaged file is retrained, not trusted
+        print(f"{path}: unreadable ({type(exc).__name__}: {exc}); training it again")
+        return None
+    if not isinstance(saved, dict) or saved.get("key") != key:
+        print(f"{path}: trained under another configuration or other rows; training it again")
+        return None
+    return saved["model"], saved["history"]

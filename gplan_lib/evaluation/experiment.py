@@ -13,6 +13,7 @@ from typing import Any, Sequence
 import torch
 
 from ..core.config import output_dirs
+from ..core.files import sha256_file
 from ..core.data import GsisrRow, load_released, load_rows
 from ..core.floors import MajorityPlan, ThreeRulePlan
 from ..core.metrics import Scores, aggregate, score_sample, tool_level
@@ -22,7 +23,7 @@ from ..core.paths import OUTPUTS
 from ..core.planner import Planner, write_predictions
 from ..picd.config import PICDConfig
 from ..synthesis.teacher import ExpertTeacher
-from ..training.checkpoints import checkpoint
+from ..training.checkpoints import checkpoint, config_key
 from ..training.generation import MODEL_CARD, StudentPlanner
 from ..training.parallel import Job, run_jobs
 from . import baselines
@@ -113,16 +114,36 @@ class EvaluationExperiment:
         write_predictions(records, self.pred_dir / split / f"{slug}.jsonl", overwrite=True)  # runs/ is regenerated
         return records
 
-    def train_baselines(self, features: Sequence[str] = FEATURES) -> dict[str, Any]:
+    def train_baselines(self, features: Sequence[str] = FEATURES, retrain: bool = False) -> dict[str, Any]:
         """The five Table 1 baselines per feature set (``baseline_inputs.FEATURES``: ``raw`` named as the paper
         names them, the others as ``"SASRec + facts"``), trained on the students' training rows at the students'
         size; on a CPU all in one pool of one-thread workers (``training.parallel``; one thread, so that their
-        weights do not depend on the core count)."""
+        weights do not depend on the core count). A baseline saved under checkpoints/<scale>/ with the same
+        configuration and training rows is reused (as notebooks 02-03 reuse their runs) unless ``retrain``."""
         hp = self.cfg.baselines
         arch = hp.arch or self.model_cfg.arch  # full scales name their own size
-        return run_jobs([Job(name if f == "raw" else f"{name} + {f}", baselines.train_baseline,
-                             (name, self.train_rows, arch, hp, self.seed, f))
-                         for f in features for name in baselines.BASELINES], desc="baselines")
+        rows_digest = sha256_file(self.dirs.data / "train.csv")
+        todo, trained = [], {}
+        for f in features:
+            for name in baselines.BASELINES:
+                shown = name if f == "raw" else f"{name} + {f}"
+                key = config_key({"name": name, "features": f, "arch": arch, "hp": hp, "seed": self.seed,
+                                  "n_train": len(self.train_rows), "train.csv": rows_digest})
+                path = self.work / "baselines" / f"{shown.replace(' ', '_').replace('+', 'plus')}.pt"
+                saved = None if retrain else baselines.load_trained(path, key)
+                if saved is not None:
+                    trained[shown] = saved
+                else:
+                    todo.append((shown, path, key, Job(shown, baselines.train_baseline,
+                                                       (name, self.train_rows, arch, hp, self.seed, f))))
+        if trained:
+            print(f"reusing {len(trained)} trained baselines from {self.work / 'baselines'} (same configuration and rows)")
+        fresh = run_jobs([job for *_, job in todo], desc="baselines") if todo else {}
+        for shown, path, key, _ in todo:
+            baselines.save_trained(path, key, fresh[shown])
+        done = {**trained, **fresh}
+        return {shown: done[shown] for shown in
+                [n if f == "raw" else f"{n} + {f}" for f in features for n in baselines.BASELINES]}
 
     def batch1(self, name: str) -> dict[str, float]:
         return batch1_latency(self.student(name), self.test_rows[: self.eval_cfg.latency_requests],

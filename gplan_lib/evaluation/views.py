@@ -21,10 +21,16 @@ from .judge import Verdict
 DPI = 120  # notebook 04's figures
 
 
+GROUP_COLOURS = {"baseline": "#7aa6c2", "baseline + facts": "#b8d3e3", "GPlan student": "#2e7d4f",
+                 "floor / teacher": "#b0b0b0"}
+
+
 def plot_scores(panels: Mapping[str, Mapping[str, Scores]], key: str, paper: Mapping[str, float] | None = None,
-                title: str = "", path: str | Path | None = None) -> plt.Figure:
-    """One horizontal bar per planner with its 95% interval, a panel per set of rows; the paper's
-    value (where the planner has one) as a diamond."""
+                title: str = "", path: str | Path | None = None, groups: Mapping[str, str] | None = None) -> plt.Figure:
+    """One horizontal bar per planner with its 95% interval, a panel per set of rows, coloured by ``groups``
+    (planner -> a key of ``GROUP_COLOURS``); the paper's value (where the planner has one) as a diamond."""
+    from ..core.reporting import METRIC_NAMES
+    groups = groups or {}
     fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 0.45 * max(map(len, panels.values())) + 1.4),
                              squeeze=False, sharey=True)
     for ax, (panel, scores) in zip(axes[0], panels.items()):
@@ -32,13 +38,17 @@ def plot_scores(panels: Mapping[str, Mapping[str, Scores]], key: str, paper: Map
         means = np.array([scores[n].means[key] for n in names])
         lo = means - np.array([scores[n].ci[key][0] for n in names])
         hi = np.array([scores[n].ci[key][1] for n in names]) - means
-        ax.barh(names, means, xerr=[lo, hi], color="#7aa6c2", capsize=3)
+        colours = [GROUP_COLOURS.get(groups.get(n, ""), "#7aa6c2") for n in names]
+        ax.barh(names, means, xerr=[lo, hi], color=colours, capsize=3)
         marks = [(paper[n], n) for n in names if paper and n in paper]  # by name: the panels share one y axis
         if marks:
             ax.plot(*zip(*marks), "D", color="#c0392b", linestyle="none", label="paper")
+        for g in dict.fromkeys(groups[n] for n in names if n in groups):
+            ax.barh([names[0]], [0], color=GROUP_COLOURS[g], label=g)  # legend entries only
+        if marks or groups:
             ax.legend(loc="lower right", fontsize=8)
         ax.set_title(panel)
-        ax.set_xlabel(key)
+        ax.set_xlabel(f"{METRIC_NAMES.get(key, key)} (bars: 95% bootstrap interval)")
         ax.set_xlim(0, max(1.0, float((means + hi).max()) + 0.05))
         ax.invert_yaxis()
     fig.suptitle(title)
@@ -47,18 +57,24 @@ def plot_scores(panels: Mapping[str, Mapping[str, Scores]], key: str, paper: Map
 
 def plot_latency(batch1: Mapping[str, Mapping[str, float]], loaded: Mapping[str, Mapping[str, float]],
                  qps: float, path: str | Path | None = None) -> plt.Figure:
-    """Mean response time per method at batch 1 and under the fixed request rate."""
+    """Mean response time per method at batch 1 (constrained decoding included) and under the fixed request rate
+    (where measured), with 95% bootstrap intervals, and the mean tokens generated above each pair."""
     names = list(batch1)
     x = np.arange(len(names))
-    fig, ax = plt.subplots(figsize=(6.5, 3.6))
-    ax.bar(x - 0.2, [batch1[n]["mean_ms"] for n in names], 0.4, label="batch 1", color="#7aa6c2")
-    ax.bar(x + 0.2, [loaded[n]["mean_ms"] for n in names], 0.4, label=f"open loop, {qps:g} requests/s", color="#e39b5b")
+    fig, ax = plt.subplots(figsize=(8.5, 3.8))
+    err = lambda d: np.array([[d["mean_ms"] - d["ci95_ms"][0]], [d["ci95_ms"][1] - d["mean_ms"]]])
     for i, n in enumerate(names):
-        ax.text(i, max(batch1[n]["mean_ms"], loaded[n]["mean_ms"]) * 1.02, f"{batch1[n]['mean_new_tokens']:.0f} tok",
-                ha="center", fontsize=8)
-    ax.set_xticks(x, names)
+        ax.bar(i - 0.2, batch1[n]["mean_ms"], 0.4, yerr=err(batch1[n]), capsize=3, color="#7aa6c2",
+               label="batch 1" if i == 0 else None)
+        if n in loaded:
+            ax.bar(i + 0.2, loaded[n]["mean_ms"], 0.4, yerr=err(loaded[n]), capsize=3, color="#e39b5b",
+                   label=f"open loop, {qps:g} requests/s" if i == 0 else None)
+        top = max(batch1[n]["ci95_ms"][1], loaded[n]["ci95_ms"][1] if n in loaded else 0)
+        ax.text(i, top * 1.02, f"{batch1[n]['mean_new_tokens']:.0f} tok", ha="center", fontsize=8)
+    ax.set_xticks(x, [n.replace(", ", "\n") for n in names], fontsize=8)
     ax.set_ylabel("mean response time (ms)")
-    ax.legend()
+    ax.set_title("Response time (bars: 95% bootstrap interval over requests)")
+    ax.legend(fontsize=8)
     return save_figure(fig, path, DPI)
 
 

@@ -18,6 +18,8 @@ from ..core.config import as_written, output_dirs, replace
 from ..core.data import GsisrRow, load_rows
 from ..core.files import atomic_write, check_manifest
 from ..core.metrics import Scores
+from ..core.paper import PICD_SETTINGS
+from ..core.scaffold import K
 from ..core.prompt import PromptOptions, build_messages
 from ..evaluation.latency import batch1_latency
 from ..training.checkpoints import checkpoint, config_key, is_trained, train_or_reuse
@@ -146,6 +148,16 @@ class PICDExperiment:
         total = spe * hp.epochs
         return {"total": total, "steps_per_epoch": spe, "warmup": warmup_steps(total, hp.warmup_ratio),
                 "b_star": self.b_star, "polish_ratio": hp.polish_lr / hp.lr, "eta": hp.lr}
+
+    def settings(self) -> list[dict[str, Any]]:
+        """The paper's PICD settings (Sec. 5.1.3) beside this scale's."""
+        m, hp = self.cfg.model, self.cfg.train
+        backbone = (m.name if m.kind == "pretrained" else
+                    f"tiny Qwen3 from scratch ({(m.arch or {}).get('num_hidden_layers')} layers, "
+                    f"hidden {(m.arch or {}).get('hidden_size')})")
+        ours = {"backbone": backbone, "training samples": f"{len(self.samples):,}", "epochs": hp.epochs,
+                "latent tokens per block K": K, "B* (p90 of B)": self.b_star, "η_struct": hp.lr, "η_polish": hp.polish_lr}
+        return [{"setting": k, "paper": PICD_SETTINGS[k], f"this scale ({self.scale})": ours[k]} for k in PICD_SETTINGS]
 
     def compression_profile(self) -> list[dict[str, float]]:
         """Per epoch: blocks folded, share fully latent, CoT and JSON target tokens (``trainer.compression_profile``)."""

@@ -160,17 +160,32 @@ def lr_multiplier(step: int, total: int, steps_per_epoch: int, schedule: Schedul
     """The LR at ``step`` as a fraction of eta_struct (Eq. 4 for ``calr``).
 
     g(t) = step // steps_per_epoch is the global stage (blocks folded in that epoch, uncapped);
-    t* = (B* + 1) * steps_per_epoch is the first step with g(t) > B*."""
+    t* (``calr_switch_step``) is the first step with g(t) > B*. Warmup (linear from 0) comes first in every
+    schedule."""
     if step < warmup:
         return (step + 1) / warmup
     if schedule == "constant":
         return 1.0
     if schedule == "cosine":
         return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
-    t_star = (b_star + 1) * steps_per_epoch
+    t_star = calr_switch_step(b_star, steps_per_epoch)
     if step < t_star:
         return 1.0
     return polish_ratio * 0.5 * (1 + math.cos(math.pi * min(1.0, (step - t_star) / max(1, total - t_star))))
+
+
+def calr_switch_step(b_star: int, steps_per_epoch: int) -> int:
+    """t* of Eq. 4: the first step of the first epoch whose stage g(t) exceeds B*. Stage g counts the blocks folded
+    in an epoch (epoch e folds e - 1), so g(t) reaches B* at the start of epoch B* + 1 and CALR still holds
+    eta_struct through that epoch; the LR drops one epoch later."""
+    return (b_star + 1) * steps_per_epoch
+
+
+def json_weight(profile: Sequence[dict[str, float]]) -> list[dict[str, float]]:
+    """Per epoch, the share of the loss the JSON plan carries: under a token mean it is the JSON tokens' share of all
+    supervised tokens (it grows as blocks fold away); under Eq. 5 it is 1/2 whenever a CoT section exists."""
+    return [{"epoch": p["epoch"], "token mean": p["json_tokens"] / (p["json_tokens"] + p["cot_tokens"]),
+             "Eq. 5": 0.5 if p["cot_tokens"] > 0 else 1.0} for p in profile]
 
 
 def b_star_of(samples: Sequence[EncodedSample], quantile: float = 0.9) -> int:

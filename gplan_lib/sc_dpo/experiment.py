@@ -27,6 +27,7 @@ from ..core.config import as_written, output_dirs, replace
 from ..core.data import GsisrRow, load_rows
 from ..core.files import check_manifest, write_json
 from ..core.metrics import Scores, nes
+from ..core.paper import SC_DPO_SETTINGS
 from ..core.parsing import parse_output
 from ..core.prompt import PromptOptions
 from ..picd.config import PICDConfig
@@ -169,6 +170,14 @@ class SCDPOExperiment:
         self.reference()
         return float(np.mean([p.ref_chosen for p in self.test_pairs]))
 
+    def settings(self) -> list[dict[str, Any]]:
+        """The paper's SC-DPO settings (Sec. 5.1.3) beside this scale's."""
+        w, hp = self.cfg.loss, self.cfg.train
+        ours = {"epochs": hp.epochs, "learning rate": hp.lr, "warmup ratio": hp.warmup_ratio, "β_DPO": w.beta,
+                "δ": w.delta, "λ_a": w.lambda_a, "[γ_l, γ_h]": f"[{w.gamma_l}, {w.gamma_h}]", "λ_g,l": w.lambda_gl,
+                "λ_g,h": w.lambda_gh, "m": w.m, "λ_c": w.lambda_c}
+        return [{"setting": k, "paper": SC_DPO_SETTINGS[k], f"this scale ({self.scale})": ours[k]} for k in SC_DPO_SETTINGS]
+
     def weights(self, variant: str) -> SCDPOLoss:
         """The loss of a variant: ``sc`` (Eq. 13), ``vanilla`` (Eq. 8 only), or an SC-DPO ablation
         without one term: ``sc-no-anchor`` (Eq. 9), ``sc-no-gap`` (Eq. 10-11), ``sc-no-centre`` (Eq. 12)."""
@@ -259,14 +268,18 @@ class SCDPOExperiment:
         return {"flip_rate": float(np.mean(flips)), "context_matched": float(np.mean(matched)), "pairs": len(pairs)}
 
 
+LOSS_TERMS = ("dpo", "anchor", "gap_low", "gap_high", "center")  # sc_dpo_terms' names
+
+
 def reward_histories(histories: dict[str, Sequence[dict[str, Any]]]) -> dict[str, dict[str, list[float]]]:
-    """Per variant: step, r+, r-, gap and centre from the trainer logs (trl names)."""
+    """Per variant: step, r+, r-, gap and centre from the trainer logs (trl names), and each term of Eq. 13."""
     out = {}
     for name, hist in histories.items():
         logs = [h for h in hist if "rewards/chosen" in h]
         out[name] = {"step": [h["step"] for h in logs], "r+": [h["rewards/chosen"] for h in logs],
                      "r-": [h["rewards/rejected"] for h in logs], "gap": [h["rewards/margins"] for h in logs],
-                     "center": [h["rewards/center"] for h in logs]}
+                     "center": [h["rewards/center"] for h in logs],
+                     **{f"L_{term}": [h.get(f"loss/{term}", float("nan")) for h in logs] for term in LOSS_TERMS}}
     return out
 
 

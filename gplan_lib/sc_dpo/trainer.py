@@ -31,12 +31,9 @@ from ..training.trainer import WindowedLogs, right_pad, supervised_ce, training_
 from .config import SCDPOLoss
 
 
-def sc_dpo_loss(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, ref_chosen: torch.Tensor,
-                ref_rejected: torch.Tensor, w: SCDPOLoss = SCDPOLoss()) -> tuple[torch.Tensor, dict[str, float]]:
-    """Mean over pairs of Eq. 13, and the quantities trl logs plus each term."""
-    # every argument: (P,) summed response log-probs, one per pair
-    r_plus = w.beta * (policy_chosen - ref_chosen)          # Eq. 6
-    r_minus = w.beta * (policy_rejected - ref_rejected)     # Eq. 7
+def sc_dpo_terms(r_plus: torch.Tensor, r_minus: torch.Tensor, w: SCDPOLoss = SCDPOLoss()
+                 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Eq. 8-13 per pair from the reward shifts r+ and r- (any matching shapes): the total and each term."""
     gap, center = r_plus - r_minus, 0.5 * (r_plus + r_minus)
     terms = {
         "dpo": -F.logsigmoid(gap),                           # Eq. 8
@@ -45,13 +42,36 @@ def sc_dpo_loss(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, ref_
         "gap_high": F.relu(gap - w.gamma_h) ** 2,            # Eq. 11
         "center": (center - w.m) ** 2,                       # Eq. 12
     }
-    total = (terms["dpo"] + w.lambda_a * terms["anchor"] + w.lambda_gl * terms["gap_low"]
-             + w.lambda_gh * terms["gap_high"] + w.lambda_c * terms["center"]).mean()
+    total = (terms["dpo"] + w.lambda_a * terms["anchor"] + w.lambda_gl * terms["gap_low"]   # Eq. 13
+             + w.lambda_gh * terms["gap_high"] + w.lambda_c * terms["center"])
+    return total, terms
+
+
+def sc_dpo_loss(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, ref_chosen: torch.Tensor,
+                ref_rejected: torch.Tensor, w: SCDPOLoss = SCDPOLoss()) -> tuple[torch.Tensor, dict[str, float]]:
+    """Mean over pairs of Eq. 13, and the quantities trl logs plus each term."""
+    # every argument: (P,) summed response log-probs, one per pair
+    r_plus = w.beta * (policy_chosen - ref_chosen)          # Eq. 6
+    r_minus = w.beta * (policy_rejected - ref_rejected)     # Eq. 7
+    total, terms = sc_dpo_terms(r_plus, r_minus, w)
+    gap, center = r_plus - r_minus, 0.5 * (r_plus + r_minus)
     logs = {"rewards/chosen": r_plus.mean(), "rewards/rejected": r_minus.mean(), "rewards/margins": gap.mean(),
             "rewards/accuracies": (r_plus > r_minus).float().mean(), "rewards/center": center.mean(),
             "logps/chosen": policy_chosen.mean(), "logps/rejected": policy_rejected.mean(),
             **{f"loss/{k}": v.mean() for k, v in terms.items()}}
-    return total, {k: float(v.detach()) for k, v in logs.items()}
+    return total.mean(), {k: float(v.detach()) for k, v in logs.items()}
+
+
+def loss_minimum(w: SCDPOLoss, extent: float = 1.0, step: float = 0.0025) -> dict[str, float]:
+    """Where Eq. 13 is lowest over a grid of (r+, r-) in [-extent, extent]^2, with its gap and centre; ``at_edge``
+    says the minimum lies on the grid's border (vanilla DPO has none: its loss falls as the gap grows)."""
+    axis = torch.arange(-extent, extent + step / 2, step, dtype=torch.float64)
+    rp, rm = torch.meshgrid(axis, axis, indexing="ij")
+    total, _ = sc_dpo_terms(rp, rm, w)
+    i, j = divmod(int(total.argmin()), len(axis))
+    r_plus, r_minus = float(axis[i]), float(axis[j])
+    return {"r+": r_plus, "r-": r_minus, "gap": r_plus - r_minus, "center": (r_plus + r_minus) / 2,
+            "loss": float(total[i, j]), "at_edge": i in (0, len(axis) - 1) or j in (0, len(axis) - 1)}
 
 
 @dataclass

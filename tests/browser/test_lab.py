@@ -4,7 +4,8 @@ JupyterLab from the project's environment on 127.0.0.1, headless Chromium (Debia
 selenium: each notebook opened and run with Run All at the ci scale, as a newcomer without the released
 rows meets it (GPLAN_GSISR=none). Checked per notebook: no cell shows an error, no code cell but the
 parameters cell is silent, every widget renders as a control (no text fallback) and figures appear; the
-scaffold slider moves and the seed review panel records a decision; no committed file changes.
+scaffold slider moves, the seed review panel records a decision, the
+plan box's verdict, the CALR explorer and the loss landscape follow their controls; no committed file changes.
 Screenshots go to runs/lab-test/. Not part of `make test` (it needs a browser); `.ci/run` runs it after.
 """
 from __future__ import annotations
@@ -231,7 +232,46 @@ def _check_review(driver) -> str:
     return "review: accept recorded (" + next(line for line in text.splitlines() if "decisions recorded" in line) + ")"
 
 
-INTERACTIONS = {"01": _check_review, "02": _check_slider}
+def _move_slider_where(driver, marker: str, what: str, index: int = 0) -> str:
+    """Slider ``index`` of the cell whose output shows ``marker`` moves one step and the line holding it changes."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    node = next((n for n in driver.find_elements(By.CSS_SELECTOR, ".jp-CodeCell")
+                 if marker in n.find_element(By.CSS_SELECTOR, ".jp-OutputArea").text
+                 and n.find_elements(By.CSS_SELECTOR, ".widget-slider .noUi-handle")), None)
+    assert node is not None, f"no cell shows a slider beside {marker!r}"
+    driver.execute_script("arguments[0].scrollIntoView();", node)
+    line = lambda: next(t for t in node.find_element(By.CSS_SELECTOR, ".jp-OutputArea").text.splitlines() if marker in t)
+    before = line()
+    handle = node.find_elements(By.CSS_SELECTOR, ".widget-slider .noUi-handle")[index]
+    handle.click()
+    handle.send_keys(Keys.ARROW_RIGHT)
+    WebDriverWait(driver, 60, 0.5).until(lambda d: line() != before, f"{what}: moving a slider changed nothing")
+    return f"{what}: {before[:60]!r} -> {line()[:60]!r}"
+
+
+def _check_filter_box(driver) -> str:
+    """00: emptying the plan box and typing [] turns the filter's verdict from passes to rejected."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    node, box = _cell_with(driver, ".widget-textarea textarea")
+    area = lambda: node.find_element(By.CSS_SELECTOR, ".jp-OutputArea").text
+    assert "passes all three tiers" in area(), area()
+    box.click()
+    box.send_keys(Keys.CONTROL, "a")
+    box.send_keys(Keys.DELETE)
+    box.send_keys("[]")
+    WebDriverWait(driver, 30, 0.5).until(lambda d: "rejected" in area(), "the verdict did not update")
+    return "filter box: [] -> " + next(t for t in area().splitlines() if "rejected" in t)
+
+
+INTERACTIONS = {"00": [_check_filter_box], "01": [_check_review],
+                "02": [_check_slider, lambda d: _move_slider_where(d, "t* =", "CALR explorer")],
+                "03": [lambda d: _move_slider_where(d, "minimum at r+", "loss landscape λg,h", index=2)]}  # λa moves no minimum
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
@@ -251,9 +291,9 @@ def test_a_newcomer_runs_the_notebook_in_jupyterlab(lab, notebook):
     png = sum("image/png" in o["mimes"] for c in cells for o in c["outputs"])
     assert png > 0 and sum(c["images"] for c in cells) >= png, "figures did not appear"
     done = []
-    if notebook.name[:2] in INTERACTIONS:
-        done.append(INTERACTIONS[notebook.name[:2]](driver))
-        driver.save_screenshot(str(OUT / f"{notebook.stem}-widget.png"))
+    for k, interact in enumerate(INTERACTIONS.get(notebook.name[:2], [])):
+        done.append(interact(driver))
+        driver.save_screenshot(str(OUT / f"{notebook.stem}-widget{k}.png"))
     assert _git_status() == before, "running the notebook changed files git tracks"
     (OUT / f"{notebook.stem}.json").write_text(json.dumps(
         {"cells": len(cells), "figures": png, "widget_cells": len(widget_cells), "interactions": done}, indent=1))
