@@ -124,26 +124,24 @@ class EvaluationExperiment:
         arch = hp.arch or self.model_cfg.arch  # full scales name their own size
         rows_digest = sha256_file(self.dirs.data / "train.csv")
         todo, trained = [], {}
-        for f in features:
-            for name in baselines.BASELINES:
-                shown = name if f == "raw" else f"{name} + {f}"
-                key = config_key({"name": name, "features": f, "arch": arch, "hp": hp, "seed": self.seed,
-                                  "n_train": len(self.train_rows), "train.csv": rows_digest})
-                path = self.work / "baselines" / f"{shown.replace(' ', '_').replace('+', 'plus')}.pt"
-                saved = None if retrain else baselines.load_trained(path, key)
-                if saved is not None:
-                    trained[shown] = saved
-                else:
-                    todo.append((shown, path, key, Job(shown, baselines.train_baseline,
-                                                       (name, self.train_rows, arch, hp, self.seed, f))))
+        runs = [(name if f == "raw" else f"{name} + {f}", name, f) for f in features for name in baselines.BASELINES]
+        for shown, name, f in runs:
+            key = config_key({"name": name, "features": f, "arch": arch, "hp": hp, "seed": self.seed,
+                              "n_train": len(self.train_rows), "train.csv": rows_digest})
+            path = self.work / "baselines" / f"{shown.replace(' ', '_').replace('+', 'plus')}.pt"
+            saved = None if retrain else baselines.load_trained(path, key)
+            if saved is not None:
+                trained[shown] = saved
+            else:
+                todo.append((shown, path, key, Job(shown, baselines.train_baseline,
+                                                   (name, self.train_rows, arch, hp, self.seed, f))))
         if trained:
             print(f"reusing {len(trained)} trained baselines from {self.work / 'baselines'} (same configuration and rows)")
         fresh = run_jobs([job for *_, job in todo], desc="baselines") if todo else {}
         for shown, path, key, _ in todo:
             baselines.save_trained(path, key, fresh[shown])
         done = {**trained, **fresh}
-        return {shown: done[shown] for shown in
-                [n if f == "raw" else f"{n} + {f}" for f in features for n in baselines.BASELINES]}
+        return {shown: done[shown] for shown, _, _ in runs}
 
     def batch1(self, name: str) -> dict[str, float]:
         return batch1_latency(self.student(name), self.test_rows[: self.eval_cfg.latency_requests],
