@@ -1,7 +1,7 @@
 # The two commands of the README:
 #   make run    all notebooks in order through papermill at SCALE (default: cpu)
 #   make test   unit tests and every notebook under nbval at the ci scale
-#   (make seeds / make regimes: the seed and regime studies behind the README's Tables 3-4)
+#   (make seeds / make regimes / make sim-to-real: the seed, regime and sim-to-real studies behind the README)
 # Each creates the virtual environment .venv first when it is missing or stale.
 PYTHON ?= python3
 SCALE  ?= cpu
@@ -18,7 +18,7 @@ endif
 BIN     = $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: run test setup bench clean-runs seeds regimes gpu-check publish lab-test
+.PHONY: run test setup bench clean-runs seeds regimes sim-to-real gpu-check publish lab-test
 
 setup: $(STAMP)
 
@@ -63,6 +63,13 @@ seeds: setup
 regimes: setup
 	$(BIN)/gplan synth --scale $(SCALE)
 	$(BIN)/python -m gplan_lib.studies.regimes --scale $(SCALE)
+
+# Sim-to-real (results/$(SCALE)/sim_to_real.json): the released rows in user-grouped folds, a student per training
+# source and fold scored on the fold's held-out users, and a learning curve. Needs the released rows (data/gsisr/ or
+# ../shared/gsisr/calibration.csv). Runs are cached per fold and source, so an interrupted study resumes.
+sim-to-real: setup
+	$(BIN)/gplan synth --scale $(SCALE)
+	$(BIN)/python -m gplan_lib.studies.sim_to_real --scale $(SCALE)
 
 # What only a GPU can show: PICD and SC-DPO steps (full-scale settings) and decoding at the Qwen3-1.7B/4B
 # shapes on one GPU, and with two or more GPUs one DDP step (1.7B) and one ZeRO-3 step (4B); random weights,

@@ -20,9 +20,8 @@ from .core.planner import write_predictions
 from .core.rule_filter import report_csv
 from .core.scaffold import LATENT_RE
 from .evaluation.planners import planner
-from .synthesis.config import SynthConfig
+from .synthesis.commands import cmd_mix, cmd_synth, dataset_csv, share
 from .synthesis.rationalize import rationalize_csv
-from .synthesis.synthesize import ensure_dataset, synthesize
 from .training.parallel import close_process_group, launched_rank, training_threads
 
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
@@ -90,7 +89,7 @@ def _client(url: str, model: str | None, what: str, **kw):
 
 
 def cmd_validate(args) -> int:
-    report = report_csv(args.csv)
+    report = report_csv(dataset_csv(args.csv))
     if args.json:
         print(json.dumps(report, ensure_ascii=False, indent=1))
     else:
@@ -131,33 +130,6 @@ def cmd_judge(args) -> int:
     else:
         print(f"{summary['judge']} judge, n = {summary['n']}: " +
               ", ".join(f"{k} {summary[k]:.2f}" for k in ("flow", "logic", "st", "overall")))
-    return EXIT_OK
-
-
-def cmd_synth(args) -> int:
-    if args.scale:
-        from .core.config import output_dirs, replace
-        cfg = replace(SynthConfig.from_scale(args.scale, args.seed), workers=args.workers)
-        out = args.out or output_dirs(args.scale).data
-    else:
-        if not args.out:
-            raise InputError("--n N needs --out DIR")
-        test_size = args.test_size if args.test_size is not None else max(1, args.n // 100)
-        anchors = args.pair_anchors if args.pair_anchors is not None else (args.n - test_size) // 10
-        cfg = SynthConfig(n=args.n, seed=args.seed, test_size=test_size, pair_anchors=anchors, workers=args.workers)
-        out = args.out
-    if args.teacher_url:
-        from .synthesis.llm_teacher import LLMTeacher
-        from .synthesis.review import load_seeds
-        from .synthesis.synthesize import seed_set, synthesize_llm
-        seeds = load_seeds(args.seeds) if args.seeds else seed_set(cfg)
-        teacher = LLMTeacher(_client(args.teacher_url, args.teacher_model, "teacher", cache_dir=args.cache), seeds)
-        manifest = synthesize_llm(cfg, out, teacher, overwrite=args.overwrite)
-    elif args.scale:
-        manifest = ensure_dataset(cfg, out, overwrite=args.overwrite)
-    else:
-        manifest = synthesize(cfg, out, overwrite=args.overwrite)
-    print(json.dumps(manifest["counts"], ensure_ascii=False))
     return EXIT_OK
 
 
@@ -212,6 +184,7 @@ def cmd_train(args) -> int:
     overrides, picd, dpo = _train_overrides(args.set), args.run in PICD_METHODS, args.run.startswith("dpo-")
     for flag, value, ok in (("--init-from", args.init_from, picd), ("--base", args.base, dpo), ("--tag", args.tag, dpo),
                             ("--set", overrides, args.run != "backbone" and args.run != "dpo-reference"),
+                            ("--data", args.data, args.run != "backbone"),
                             ("--out", args.out, args.run not in ("backbone", "dpo-reference"))):
         if value and not ok:
             raise InputError(f"{flag} does not apply to --method {args.run}")
@@ -219,12 +192,14 @@ def cmd_train(args) -> int:
         if picd:
             from .picd.experiment import PICDExperiment, variant
             exp = PICDExperiment(args.scale, args.seed, train_overrides=overrides or None, work=args.work,
-                                 init_from=args.init_from)
+                                 init_from=args.init_from, data=args.data)
             out = Path(args.out) if args.out else exp.run_dir(variant(args.run))
+            if args.data:
+                print(f"{args.run}: {len(exp.train_rows)} training rows of {exp.data_dir / 'train.csv'}; runs in {exp.work}")
             history = exp.train(variant(args.run), retrain=args.retrain, deepspeed=args.deepspeed, out=out)
         elif dpo:
             from .sc_dpo.experiment import SCDPOExperiment
-            dexp = SCDPOExperiment(args.scale, args.seed, base=args.base, work=args.work)
+            dexp = SCDPOExperiment(args.scale, args.seed, base=args.base, work=args.work, data=args.data)
             if args.run == "dpo-reference":
                 dexp.reference()
                 out, history = dexp.reference_cache, []
@@ -295,10 +270,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--llm-model")
     p.add_argument("--cache", help="a folder for cached judge replies")
     p.add_argument("--json", action="store_true", help="also every row's scores")
-    p = command("synth", cmd_synth, "synthesise a dataset (world, teacher, filter, pairs, seeds, manifest)")
+    p = command("synth", cmd_synth, "synthesise a dataset (world or real contexts, teacher, filter, pairs, seeds, manifest)")
     size = p.add_mutually_exclusive_group(required=True)
     size.add_argument("--n", type=_positive, help="accepted samples, train + test")
     size.add_argument("--scale", help="a named scale of configs/scales.yaml (writes data/synth/<scale>/ as notebook 01)")
+    size.add_argument("--contexts", help="label the contexts of this GSISR CSV (real rows) instead of the world's")
+    p.add_argument("--labels", choices=("teacher", "gold"), help="with --contexts: the teacher's labels (default), or "
+                                                                  "the rows' own plans with reasoning written (gold)")
+    p.add_argument("--perturb", type=_nonnegative, default=None,
+                   help="with --contexts: counterfactual perturbations per context, re-planned by the teacher, as extra "
+                        "training rows and preference pairs (0-5, default 4)")
+    p.add_argument("--test-share", type=float, default=None,
+                   help="with --contexts: share of users (by id) held out as test.csv (default 0.1)")
     p.add_argument("--seed", type=_nonnegative, default=0)
     p.add_argument("--test-size", type=_nonnegative, default=None, help="default: 1%% of n, at least 1")
     p.add_argument("--pair-anchors", type=_nonnegative, default=None, help="default: 10%% of the train rows")
@@ -310,6 +293,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--teacher-model")
     p.add_argument("--seeds", help="a dataset folder whose reviewed seeds prompt the LLM teacher")
     p.add_argument("--cache", help="a folder for cached LLM replies")
+    p = command("mix", cmd_mix, "a dataset mixing dataset folders at stated shares (e.g. world and real contexts)")
+    p.add_argument("--from", dest="parts", action="append", type=share, required=True, metavar="DIR:SHARE",
+                   help="a dataset folder and its share of the training rows (repeat; shares sum to 1; the first "
+                        "gives test.csv)")
+    p.add_argument("--n", type=_positive, required=True, help="training rows")
+    p.add_argument("--seed", type=_nonnegative, default=0)
+    p.add_argument("--out", required=True)
+    p.add_argument("--overwrite", action="store_true")
     p = command("predict", cmd_predict, "write PRED.jsonl for a GSISR CSV with a planner or model")
     p.add_argument("--model", required=True, help="teacher | three-rule | majority | a saved student's directory")
     p.add_argument("--batch-size", type=_positive, default=16)
@@ -331,6 +322,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--init-from", help="PICD: start from this saved model (with its tokenizer and init_key.txt)")
     p.add_argument("--base", help="DPO: the PICD student to start from (default: checkpoints/<scale>[/seed-<s>]/picd-calr)")
     p.add_argument("--tag", default="", help="DPO: a suffix for a run kept apart (dpo-<variant>-<tag>)")
+    p.add_argument("--data", help="train on this dataset folder (gplan synth / gplan mix output) instead of "
+                                  "data/synth/<scale>/ (runs go to checkpoints/<scale>/[seed-<s>/]data-<digest>/ "
+                                  "unless --work or --out says otherwise)")
     p.add_argument("--set", action="append", metavar="train.SETTING=VALUE",
                    help="change one of the scale's training settings (repeatable), e.g. train.lr=0.0004")
     p.add_argument("--retrain", action="store_true")

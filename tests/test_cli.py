@@ -124,7 +124,7 @@ def test_csv_layer_reads_bom_long_cells_and_blank_lines_and_names_bad_lines(tmp_
 def test_user_mistakes_are_one_line_exit_2(tmp_path, capsys):
     """Finding 9: missing file, a folder, a bad header, a bad number; --debug shows the traceback."""
     _fails(capsys, ["validate", str(tmp_path / "none.csv")], "none.csv: No such file or directory")
-    _fails(capsys, ["validate", str(tmp_path)], "Is a directory")
+    _fails(capsys, ["validate", str(tmp_path)], "a dataset folder has a manifest.json")
     (tmp_path / "h.csv").write_text("id,x\n1,2\n", encoding="utf-8")
     _fails(capsys, ["validate", str(tmp_path / "h.csv")], "header must hold the 32 GSISR columns")
     _fails(capsys, ["predict", "--model", "missing/dir", "--data", str(tmp_path / "h.csv"), "--out", "x"],

@@ -106,3 +106,40 @@ def test_gplan_judge_offline_and_llm(server, tmp_path, capsys):
     assert main(["judge", "--pred", str(tmp_path / "p.jsonl"), "--gold", str(gold), "--llm-url", srv.url,
                  "--llm-model", "judge"]) == 0
     assert "llm judge, n = 3: flow 4.00, logic 3.00, st 2.00, overall 3.00" in capsys.readouterr().out
+
+
+def test_real_contexts_labelled_by_the_llm_teacher(server, tmp_path, monkeypatch, capsys):
+    """`gplan synth --contexts --labels teacher --teacher-url`: every context and perturbation asked of the server,
+    chatty replies named by source row and rule in the report and not trained on."""
+    import csv
+    import hashlib
+    import json
+
+    from gplan_lib.cli import main
+    from gplan_lib.core.data import COLUMNS, load_rows
+    from gplan_lib.synthesis.world import simulate_row
+
+    def reply(messages):
+        return ("Sure! " if int(hashlib.sha256(messages[-1]["content"].encode()).hexdigest(), 16) % 4 == 0 else "") + PLAN_OK
+
+    srv = server(reply_fn=reply)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-never-written")
+    src = tmp_path / "ctx.csv"  # contexts without labels (write_gsisr_csv insists on labels)
+    with open(src, "w", encoding="utf-8", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(COLUMNS)
+        writer.writerows([simulate_row(2, i).cells[c] for c in COLUMNS] for i in range(12))
+    main(["synth", "--n", "30", "--test-size", "5", "--out", str(tmp_path / "seeds")])  # a folder with seeds
+    capsys.readouterr()
+    out = tmp_path / "real"
+    assert main(["synth", "--contexts", str(src), "--perturb", "1", "--test-share", "0", "--out", str(out),
+                 "--teacher-url", srv.url, "--teacher-model", "m", "--seeds", str(tmp_path / "seeds")]) == 0
+    report = json.loads((out / "filter_report.json").read_text())
+    assert report["candidates"] == len(srv.requests) == 24 and report["rejected"] > 0
+    assert all(f["rules"] == ["format/extra_text"] for f in report["failures"])
+    assert f"row {report['failures'][0]['row']} (id=" in capsys.readouterr().out
+    assert len(load_rows(out / "train.csv")) == 24 - report["rejected"]
+    assert json.loads((out / "manifest.json").read_text())["config"]["teacher"] == {"url": srv.url, "model": "m"}
+    assert main(["synth", "--contexts", str(src), "--out", str(tmp_path / "x"), "--teacher-url", srv.url,
+                 "--teacher-model", "m"]) == 2
+    assert "needs --seeds" in capsys.readouterr().err

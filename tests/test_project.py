@@ -150,12 +150,15 @@ def test_every_scale_builds_every_stage_config_and_a_misspelt_key_is_named():
     from gplan_lib.picd.config import PICDConfig
     from gplan_lib.sc_dpo.config import SCDPOConfig
     from gplan_lib.studies.config import RegimesConfig
+    from gplan_lib.studies.sim_to_real import SimToRealConfig
     from gplan_lib.synthesis.config import SynthConfig
     for name in scale_names():
         for cls in (PICDConfig, SCDPOConfig, EvaluationConfig, SynthConfig):
             cls.from_scale(name)
         if "regimes" in load_scale(name):
             RegimesConfig.from_scale(name)
+        if "sim_to_real" in load_scale(name):
+            SimToRealConfig.from_scale(name)
     picd = dict(section("cpu", "picd"))
     with pytest.raises(ConfigError, match=r"cpu\.picd\.train: unknown key 'warmup_ratoi'"):
         build(PICDConfig, {**picd, "train": {**picd["train"], "warmup_ratoi": 0.1}}, "cpu.picd")

@@ -121,6 +121,118 @@ def plot_seeds(summary: dict[str, Any], path: str | Path | None = None):
     return save_figure(fig, path)
 
 
+def write_study(scale: str, name: str, summary: dict[str, Any], plot) -> None:
+    """A study's committed result: results/<scale>/<name>.json and figures/<scale>/<name>.png drawn by ``plot``."""
+    from .config import published_dirs
+    from .files import write_json
+    dirs = published_dirs(scale)
+    write_json(dirs.results / f"{name}.json", summary, indent=1)
+    plot(summary, dirs.figures / f"{name}.png")
+    print(f"wrote {dirs.results / f'{name}.json'} and {dirs.figures / f'{name}.png'}")
+
+
+def plot_input_gaps(gaps: dict[str, Any], ax=None, path: str | Path | None = None):
+    """Per input feature, the distance to held-out real users of the built-in world, the calibrated world and
+    other real users (the floor a finite sample leaves), from ``synthesis.calibration.fold_gaps``."""
+    import matplotlib.pyplot as plt
+
+    fig = None
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(9, 0.32 * len(gaps["features"]) + 1.2))
+    names, y = gaps["features"], np.arange(len(gaps["features"]))
+    for k, (src, colour) in enumerate(zip(gaps["mean"], ("C3", "C0", "0.55"))):
+        ax.barh(y + (k - 1) * 0.27, [gaps["mean"][src][f] for f in names], 0.27, color=colour, label=src)
+    ax.set_yticks(y, names)
+    ax.invert_yaxis()
+    ax.set_xlabel(f"total variation distance to held-out real users (mean of {gaps['folds']} user folds)")
+    ax.legend(loc="lower right", fontsize=8)
+    return save_figure(fig, path) if fig is not None else ax
+
+
+def sim_to_real_table(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per planner of the sim-to-real study: metrics on held-out users with 95% intervals."""
+    out = []
+    for name, sc in summary["scores"].items():
+        row = {"planner": name}
+        for m in ("acc1", "ndcg3", "nes", "validity"):
+            lo, hi = sc[f"{m}_ci95"]
+            row[METRIC_NAMES[m]] = f"{sc[m]:.3f} [{lo:.3f}, {hi:.3f}]"
+        row["Acc@1 per fold"] = " ".join(f"{v:.2f}" for v in sc["acc1_by_fold"])
+        out.append(row)
+    return out
+
+
+def sim_to_real_reading(summary: dict[str, Any]) -> str:
+    """What a sim-to-real study found, in sentences computed from its summary (Markdown)."""
+    sc, tests = summary["scores"], summary["paired"]
+    best, goal = summary["best_source"], summary["goal"]
+
+    def acc(name: str) -> str:
+        lo, hi = sc[name]["acc1_ci95"]
+        return f"{sc[name]['acc1']:.3f} [{lo:.3f}, {hi:.3f}]"
+
+    def versus(a: str, b: str) -> str:
+        t = tests.get(f"{a} vs {b}")
+        if t is None:
+            return ""
+        return (f"{t['acc1_diff']:+.3f} Acc@1 vs {b} ({t['acc1_a_only']} rows right only with {a}, {t['acc1_b_only']} "
+                f"only with {b}; McNemar p = {t['acc1_p']:.2g}, Holm {t['acc1_p_holm']:.2g})")
+    lines = [f"- **Best training source: {best}**, Acc@1 {acc(best)} on {summary['n_rows']} held-out rows of "
+             f"{summary['n_users']} users ({summary['folds']} user folds, {summary['method']}, one training seed per fold)."]
+    if best != "world":
+        lines.append(f"- Against the world as today: {versus(best, 'world')}.")
+    significant = [k for k, t in tests.items() if t["acc1_p_holm"] < 0.05]
+    lines.append(f"- Comparisons whose Acc@1 difference survives Holm's correction over all {2 * len(tests)} tests: "
+                 + (", ".join(f"{k} ({tests[k]['acc1_diff']:+.3f})" for k in significant) or "none") + ".")
+    lines.append(f"- Offline teacher {acc('offline teacher')}, three-rule floor {acc('three-rule floor')}: the best student is "
+                 f"{goal['teacher_acc1'] - goal['best_acc1']:.3f} below the teacher "
+                 f"({'within' if goal['within_5_points_of_teacher'] else 'not within'} the 5-point goal) and "
+                 f"{'above' if goal['above_three_rule_floor'] else 'not above'} the floor.")
+    curve = summary["learning_curve"]
+    if curve["rows"]:
+        points = ", ".join(f"{n} rows {a:.3f}" for n, a in zip([*curve["rows"], curve["full"]["rows"]],
+                                                                 [*curve["acc1"], curve["full"]["acc1"]]))
+        lines.append(f"- Learning curve (real gold plans, fold 0's held-out users): {points}.")
+    return "\n".join(lines)
+
+
+def plot_sim_to_real(summary: dict[str, Any], path: str | Path | None = None):
+    """Left: Acc@1 on held-out users per training source (bars: 95% row-bootstrap intervals), the offline teacher
+    and the three-rule floor as lines; middle: the learning curve; right: input gaps before and after calibration."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(17, 5.2), width_ratios=(1.2, 0.9, 1.3))
+    ax = axes[0]
+    sources = [n for n in summary["scores"] if n not in ("offline teacher", "three-rule floor")]
+    sc = summary["scores"]
+    acc = [sc[n]["acc1"] for n in sources]
+    err = np.array([[sc[n]["acc1"] - sc[n]["acc1_ci95"][0], sc[n]["acc1_ci95"][1] - sc[n]["acc1"]] for n in sources]).T
+    ax.bar(range(len(sources)), acc, yerr=err, capsize=4, color=[f"C{i}" for i in range(len(sources))])
+    for ref, style in (("offline teacher", "--"), ("three-rule floor", ":")):
+        ax.axhline(sc[ref]["acc1"], color="k", ls=style, lw=1.2, label=f"{ref} {sc[ref]['acc1']:.3f}")
+    ax.set_xticks(range(len(sources)), sources, rotation=25, ha="right")
+    ax.set_ylabel("Acc@1 on held-out users")
+    ax.set_title(f"{summary['n_rows']} rows of {summary['n_users']} users, {summary['folds']} user folds")
+    ax.legend(fontsize=8, loc="lower right")
+    ax = axes[1]
+    curve = summary["learning_curve"]
+    xs = [*curve["rows"], curve["full"]["rows"]]
+    ys = [*curve["acc1"], curve["full"]["acc1"]]
+    ax.plot(xs, ys, "o-", color="C3", label="real, gold plans (fold 0)")
+    ax.axhline(summary["scores"]["offline teacher"]["acc1_by_fold"][0], color="k", ls="--", lw=1, label="teacher (fold 0)")
+    ax.axhline(summary["scores"]["three-rule floor"]["acc1_by_fold"][0], color="k", ls=":", lw=1, label="three-rule (fold 0)")
+    ax.set_xscale("log")
+    ax.set_xticks(xs, [str(x) for x in xs], minor=False)
+    ax.xaxis.set_minor_formatter(plt.NullFormatter())
+    ax.set_xlabel("training rows")
+    ax.set_ylabel("Acc@1 on fold 0's held-out users")
+    ax.set_title("learning curve")
+    ax.legend(fontsize=8)
+    plot_input_gaps(summary["input_gaps"], ax=axes[2])
+    axes[2].set_title("input gaps")
+    return save_figure(fig, path)
+
+
 def plot_regimes(results: dict[str, Any], path: str | Path | None = None):
     """Left: Acc@1 of each PICD run by start and eta_struct. Right: the double difference (share > 0)
     and Acc@1 of each DPO variant against its base."""

@@ -22,7 +22,7 @@ from ..core.paper import PICD_SETTINGS
 from ..core.scaffold import K
 from ..core.prompt import PromptOptions, build_messages
 from ..evaluation.latency import batch1_latency
-from ..training.checkpoints import checkpoint, config_key, is_trained, train_or_reuse
+from ..training.checkpoints import checkpoint, config_key, data_checkpoint, is_trained, train_or_reuse
 from ..training.generation import StudentPlanner, evaluate_student, model_card
 from ..training.launch import Launch, require_device, train_argv
 from ..training.modeling import add_latent_tokens, load_for_training, load_pretrained, save, tiny_qwen3, train_tokenizer
@@ -65,26 +65,31 @@ class PICDExperiment:
     """One scale's PICD experiment: data, tokenizer, initial model, the five variants and their evaluation."""
 
     def __init__(self, scale: str, seed: int = 0, *, train_overrides: dict[str, Any] | None = None,
-                 work: str | Path | None = None, init_from: str | Path | None = None):
+                 work: str | Path | None = None, init_from: str | Path | None = None, data: str | Path | None = None):
         """``train_overrides``: the scale's ``picd.train`` settings changed (the regime study's LRs); ``work``: where
         the runs go (default ``checkpoint(scale, seed=seed)``); ``init_from``: start every run from this saved model
-        (with its tokenizer and an ``init_key.txt``, e.g. a pretrained backbone) instead of a fresh one."""
+        (with its tokenizer and an ``init_key.txt``, e.g. a pretrained backbone) instead of a fresh one; ``data``:
+        train on this dataset folder (any ``gplan synth`` output: the world's, real contexts', a mixture) instead of
+        the scale's data/synth/<scale>/ (its first ``n_train`` rows, or all when it holds fewer - a learning curve's
+        small datasets; its test.csv may hold fewer than ``n_eval``, or none)."""
         self.scale, self.seed = scale, seed
         self.cfg = PICDConfig.from_scale(scale)
         require_device(self.cfg.model, scale)  # before any download: a Qwen3 backbone needs a GPU
         if train_overrides:
             self.cfg = replace(self.cfg, train=replace(self.cfg.train, **train_overrides))
-        self._launch = {"work": work, "init_from": init_from, "overrides": train_overrides}  # `gplan train` rebuilds it
+        self._launch = {"work": work, "init_from": init_from, "overrides": train_overrides, "data": data}  # `gplan train` rebuilds it
         self.dirs = output_dirs(scale)
-        self.data_dir, self.work = self.dirs.data, Path(work) if work else checkpoint(scale, seed=seed)
+        self.data_dir = Path(data) if data else self.dirs.data
         if not (self.data_dir / "train.csv").is_file():
-            raise FileNotFoundError(f"{self.data_dir} has no dataset: run notebooks/01_synthesis.ipynb at scale {scale!r} first")
+            raise FileNotFoundError(f"{self.data_dir} has no dataset: " + ("write one with `gplan synth --out`" if data else
+                                    f"run notebooks/01_synthesis.ipynb at scale {scale!r} first"))
         self.options = PromptOptions.named(self.cfg.prompt)
         check_manifest(self.data_dir, ("train.csv", "test.csv"))  # a changed or cut file is not trained on
+        self.work = Path(work) if work else data_checkpoint(scale, data, seed) if data else checkpoint(scale, seed=seed)
         self.train_rows = load_rows(self.data_dir / "train.csv")[: self.cfg.n_train]
         self.test_rows = load_rows(self.data_dir / "test.csv")[: self.cfg.n_eval]
-        for name, rows, need in (("train.csv", self.train_rows, self.cfg.n_train), ("test.csv", self.test_rows,
-                                                                                    self.cfg.n_eval)):
+        for name, rows, need in (("train.csv", self.train_rows, 1 if data else self.cfg.n_train),
+                                 ("test.csv", self.test_rows, 0 if data else self.cfg.n_eval)):
             if len(rows) < need:
                 raise ValueError(f"{self.data_dir / name}: {len(rows)} rows; scale {scale!r} needs {need}")
         self.work.mkdir(parents=True, exist_ok=True)

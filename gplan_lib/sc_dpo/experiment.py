@@ -25,13 +25,13 @@ import torch
 
 from ..core.config import as_written, output_dirs, replace
 from ..core.data import GsisrRow, load_rows
-from ..core.files import check_manifest, write_json
+from ..core.files import check_manifest, sha256_file, write_json
 from ..core.metrics import Scores, nes
 from ..core.paper import SC_DPO_SETTINGS
 from ..core.parsing import parse_output
 from ..core.prompt import PromptOptions
 from ..picd.config import PICDConfig
-from ..training.checkpoints import checkpoint, config_key, is_trained, train_or_reuse
+from ..training.checkpoints import checkpoint, config_key, data_checkpoint, is_trained, train_or_reuse
 from ..training.config import EvalConfig, ModelConfig
 from ..training.generation import MODEL_CARD, StudentPlanner, evaluate_student
 from ..training.launch import Launch, require_device, train_argv
@@ -86,28 +86,33 @@ def saved_pair_logps(directory: str | Path, pairs: Sequence[EncodedPair], pad_id
 class SCDPOExperiment:
     """SC-DPO and vanilla DPO from one PICD checkpoint, on the pairs of a synthetic dataset."""
 
-    def __init__(self, scale: str, seed: int = 0, *, base: str | Path | None = None, work: str | Path | None = None):
+    def __init__(self, scale: str, seed: int = 0, *, base: str | Path | None = None, work: str | Path | None = None,
+                 data: str | Path | None = None):
         """``base``: the PICD student to start from (default: this seed's PICD-CALR); ``work``: where the
-        variants go (default ``checkpoint(scale, seed=seed)``)."""
+        variants go (default ``checkpoint(scale, seed=seed)``); ``data``: a dataset folder whose pairs to train
+        on (default: the scale's data/synth/<scale>/)."""
         self.scale, self.seed = scale, seed
         picd = PICDConfig.from_scale(scale)
         require_device(picd.model, scale)  # before anything loads: a Qwen3 backbone needs a GPU
-        self._launch = {"base": base, "work": work}  # what `gplan train` rebuilds it from
+        self._launch = {"base": base, "work": work, "data": data}  # what `gplan train` rebuilds it from
         self.cfg = SCDPOConfig.from_scale(scale)
         self.model_cfg: ModelConfig = picd.model
         self.eval_cfg: EvalConfig = picd.eval
         self.dirs = output_dirs(scale)
-        self.work = Path(work) if work else checkpoint(scale, seed=seed)
-        self.base = Path(base) if base else checkpoint(scale, "picd-calr", seed)
+        home = data_checkpoint(scale, data, seed) if data else checkpoint(scale, seed=seed)
+        self.work = Path(work) if work else home
+        self.base = Path(base) if base else home / "picd-calr"
         if not (self.base / MODEL_CARD).is_file():
             raise FileNotFoundError(f"{self.base} has no PICD student: run notebooks/02_picd.ipynb at scale {scale!r} first")
         self.base_card = json.loads((self.base / MODEL_CARD).read_text())
         self.base_key = self.base_card.get("key", str(self.base))
         self.options = PromptOptions(**self.base_card["prompt_options"])
-        check_manifest(self.dirs.data, ("pairs_train.jsonl", "pairs_test.jsonl", "test.csv"))
-        self.train_records = read_pairs(self.dirs.data / "pairs_train.jsonl")[: self.cfg.n_pairs]
-        self.test_records = read_pairs(self.dirs.data / "pairs_test.jsonl")[: self.cfg.n_test_pairs]
-        self.test_rows = load_rows(self.dirs.data / "test.csv")[: picd.n_eval]
+        self.data_dir = Path(data) if data else self.dirs.data
+        check_manifest(self.data_dir, ("pairs_train.jsonl", "pairs_test.jsonl", "test.csv"))
+        self.data_key = {"data": sha256_file(self.data_dir / "manifest.json")} if data else {}  # in the run key
+        self.train_records = read_pairs(self.data_dir / "pairs_train.jsonl")[: self.cfg.n_pairs]
+        self.test_records = read_pairs(self.data_dir / "pairs_test.jsonl")[: self.cfg.n_test_pairs]
+        self.test_rows = load_rows(self.data_dir / "test.csv")[: picd.n_eval]
         self.work.mkdir(parents=True, exist_ok=True)
         from transformers import AutoTokenizer
         self.tokenizer = AutoTokenizer.from_pretrained(self.base)
@@ -218,7 +223,7 @@ class SCDPOExperiment:
     def run_key(self, variant: str, **train_overrides) -> str:
         hp = replace(self.cfg.train, **train_overrides)
         written = {**as_written(self.cfg), "train": as_written(hp)} if train_overrides else as_written(self.cfg)
-        return config_key({"base": self.base_key, "cfg": written, "variant": variant, "seed": self.seed})
+        return config_key({"base": self.base_key, "cfg": written, "variant": variant, "seed": self.seed, **self.data_key})
 
     def train_all(self, variants: dict[str, str] = DPO_VARIANTS, retrain: bool = False,
                   workers: int | None = None) -> dict[str, list[dict[str, float]]]:
@@ -297,12 +302,12 @@ def _interleave(chosen: list[float], rejected: list[float], state, n: int) -> di
 
 def dpo_launch(scale: str, seed: int, variant: str, name: str, *, retrain: bool = False, tag: str = "",
                overrides: dict[str, Any] | None = None, after: tuple[str, ...] = (), base: str | Path | None = None,
-               work: str | Path | None = None) -> Launch:
+               work: str | Path | None = None, data: str | Path | None = None) -> Launch:
     """One variant's training (``variant="reference"``: the reference pass) of ``SCDPOExperiment(scale, seed,
     base=base, work=work)`` as a ``gplan train`` launch (its base need not be trained yet)."""
     method = "dpo-reference" if variant == "reference" else f"dpo-{variant}"
     return Launch(name, scale, train_argv(scale, seed, method, base=base, work=work, tag=tag, overrides=overrides,
-                                          retrain=retrain), after)
+                                          data=data, retrain=retrain), after)
 
 
 def dpo_jobs(scale: str, seed: int, variants: dict[str, str], retrain: bool = False, *, with_reference: bool = True,

@@ -24,7 +24,8 @@ import numpy as np
 
 from ..core.files import write_json
 from ..core.paths import OUTPUTS
-from ..core.reporting import SEED_METRICS, plot_seeds
+from ..core.provenance import provenance
+from ..core.reporting import SEED_METRICS, plot_seeds, write_study
 from ..training.launch import Launch, train_argv
 from ..training.parallel import Job, run_jobs
 
@@ -81,7 +82,7 @@ def run_seed(scale: str, seed: int) -> dict[str, Any]:
 
     exp = PICDExperiment(scale, seed)
     out: dict[str, Any] = {"seed": seed, "scale": scale, "key": seed_key(scale, seed), "n_rows": len(exp.test_rows),
-                           "runs": {}, "sensitivity": {}}
+                           "runs": {}, "sensitivity": {}, "provenance": provenance()}
 
     def keep(name: str, scores) -> None:
         out["runs"][name] = {m: [s[m] for s in scores.per_sample] for m in SEED_METRICS}
@@ -139,7 +140,7 @@ def summarise(per_seed: Sequence[dict[str, Any]]) -> dict[str, Any]:
                        ("double_difference_positive", "double_difference_mean", "reward_accuracy")}
                    for n in ("PICD (CALR)", *DPO_RUNS) if all(n in s.get("sensitivity", {}) for s in per_seed)}
     return {"scale": per_seed[0]["scale"], "n_rows_per_seed": per_seed[0]["n_rows"], "runs": runs, "paired": paired,
-            "sensitivity": sensitivity,
+            "sensitivity": sensitivity, "provenance": {str(s["seed"]): s.get("provenance") for s in per_seed},
             "tests": "paired per row and seed: exact McNemar on Acc@1, sign-flip permutation (10,000) on NES"}
 
 
@@ -155,12 +156,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for s in todo:  # each seed's tokenizer and initial weights, built here once before the workers read them
         PICDExperiment(args.scale, s)
     run_jobs(jobs(args.scale, todo), args.jobs, desc="seed study")
-    from ..core.config import published_dirs
-    dirs = published_dirs(args.scale)
-    summary = summarise([stored(args.scale, s) for s in args.seeds])
-    write_json(dirs.results / "seeds.json", summary, indent=1)
-    plot_seeds(summary, dirs.figures / "seeds.png")
-    print(f"wrote {dirs.results / 'seeds.json'} and {dirs.figures / 'seeds.png'}")
+    write_study(args.scale, "seeds", summarise([stored(args.scale, s) for s in args.seeds]), plot_seeds)
     return 0
 
 

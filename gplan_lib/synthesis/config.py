@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from ..core.config import build, section
 from ..core.paper import FILTER_REJECTION_RATE
+from .world import DEFAULT_WORLD, WorldParams
 
 EXECUTION_ONLY = ("workers", "chunk")  # settings that do not change a single byte of the data
 
@@ -22,6 +24,11 @@ class SynthConfig:
     n_seeds: int = 100
     workers: int = 2             # processes; the files do not depend on it
     chunk: int = 2000            # candidates per job; the files do not depend on it
+    world: dict[str, Any] | None = None  # WorldParams fitted to real rows (calibration.fit_world); None: built-in
+
+    @property
+    def world_params(self) -> WorldParams:
+        return WorldParams(**self.world) if self.world else DEFAULT_WORLD
 
     def __post_init__(self):
         if self.n <= self.test_size or self.test_size < 0:

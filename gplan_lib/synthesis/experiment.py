@@ -9,10 +9,13 @@ from typing import Any
 
 from ..core.config import output_dirs
 from ..core.data import GsisrRow, load_released, load_rows
+from ..core.paths import DATA, released_csv
 from ..core.floors import MajorityPlan, ThreeRulePlan
 from ..core.metrics import Scores
 from ..core.planner import score_planner
+from .calibration import fold_gaps, user_folds
 from .config import SynthConfig
+from .contexts import Labels, ensure_contexts
 from .review import ReviewStore, load_seeds, read_seeds
 from .synthesize import ensure_dataset
 from .teacher import ExpertTeacher
@@ -64,3 +67,15 @@ class SynthesisExperiment:
         planners = {"expert teacher": ExpertTeacher(), "three-rule": ThreeRulePlan(),
                     "majority plan (synthetic train)": MajorityPlan([r.plan for r in self.train_rows])}
         return {name: score_planner(p, released, seed=self.seed) for name, p in planners.items()}
+
+    def input_gaps(self, released: list[GsisrRow], folds: int = 5, n_sim: int = 1000) -> dict[str, Any]:
+        """Input-side distances to held-out released users, per feature, for the built-in world, the world fitted
+        to the other users and those users themselves, over ``folds`` user-grouped folds (``calibration.fold_gaps``)."""
+        return fold_gaps(released, user_folds(released, folds, self.seed), n_sim=n_sim, seed=self.seed)
+
+    def contexts_dataset(self, labels: Labels = "gold", perturb: int = 4, overwrite: bool = False) -> tuple[dict[str, Any], Any]:
+        """The released rows' contexts as a dataset in data/contexts/<scale>/<labels>/ (``gplan synth --contexts``),
+        reused when already built from the same file and settings; returns its manifest and folder."""
+        out = DATA / "contexts" / self.scale / labels
+        out.mkdir(parents=True, exist_ok=True)
+        return ensure_contexts(released_csv(), out, labels, perturb, 0.1, self.seed, overwrite=overwrite), out

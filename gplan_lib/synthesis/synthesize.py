@@ -46,7 +46,7 @@ def _candidates(args: tuple[SynthConfig, int, int]) -> list[Candidate]:
     cfg, start, stop = args
     teacher, out = ExpertTeacher(cfg.temperature), []
     for i in range(start, stop):
-        row = simulate_row(cfg.seed, i)
+        row = simulate_row(cfg.seed, i, cfg.world_params)
         rng = random.Random((cfg.seed + 1) * 7_919_993 + i)
         demo = teacher.demonstrate(row, rng)
         label, mistake = corrupt(demo, rng) if rng.random() < cfg.noise_rate else (demo.label(), None)
@@ -86,7 +86,7 @@ def seed_set(cfg: SynthConfig) -> list[dict[str, Any]]:
     """Expert triplets (context row, reasoning, plan) from the teacher at temperature 0."""
     teacher, seeds = ExpertTeacher(), []
     for i in range(cfg.n_seeds):
-        row = simulate_row(cfg.seed, SEED_INDEX_OFFSET + i)
+        row = simulate_row(cfg.seed, SEED_INDEX_OFFSET + i, cfg.world_params)
         demo = teacher.demonstrate(row)
         seeds.append({"id": row.id, "row": row.cells, "reasoning": demo.reasoning(), "plan": demo.plan})
     return seeds
@@ -160,7 +160,7 @@ def synthesize(cfg: SynthConfig, out_dir: str | Path, overwrite: bool = False) -
             "injected": dict(sorted(report["injected"].items())), "caught": dict(sorted(report["caught"].items())),
             "clean_candidates_rejected": report["clean_rejected"], "mistakes_that_passed": report["mistakes_passed"],
         }
-        return _write_dataset(out, cfg, train, test, pairs, seed_set(cfg), filter_report, lengths,
+        return _write_dataset(out, recorded_config(cfg), train, test, pairs, seed_set(cfg), filter_report, lengths,
                               "gplan_lib.synthesis (offline expert teacher, simulated world)")
 
 
@@ -172,10 +172,10 @@ def _split(rows: list[GsisrRow], cfg: SynthConfig) -> tuple[list[GsisrRow], list
     return [rows[i] for i in range(len(rows)) if i not in test_idx], [rows[i] for i in sorted(test_idx)]
 
 
-def _write_dataset(out: Path, cfg: SynthConfig, train: list[GsisrRow], test: list[GsisrRow],
+def _write_dataset(out: Path, config: dict[str, Any], train: list[GsisrRow], test: list[GsisrRow],
                    pairs: dict[str, tuple[int, list[dict[str, Any]]]], seeds: list[dict[str, Any]], filter_report: dict[str, Any],
-                   train_plan_lengths: list[int], generator: str, teacher: dict[str, str] | None = None) -> dict[str, Any]:
-    """The dataset's files and its manifest (config, counts, sha256 per file)."""
+                   train_plan_lengths: list[int], generator: str) -> dict[str, Any]:
+    """The dataset's files and its manifest (``config``: what determined the files; counts; sha256 per file)."""
     pair_counts = {}
     for name, (n_anchors, records) in pairs.items():
         _write_jsonl(out / name, records)
@@ -188,7 +188,7 @@ def _write_dataset(out: Path, cfg: SynthConfig, train: list[GsisrRow], test: lis
     files = ["train.csv", "test.csv", "pairs_train.jsonl", "pairs_test.jsonl", "seeds.jsonl", "filter_report.json"]
     manifest = {
         "generator": generator,
-        "config": recorded_config(cfg) if teacher is None else {**recorded_config(cfg), "teacher": teacher},
+        "config": config,
         "counts": {"train": len(train), "test": len(test), "seeds": len(seeds), **pair_counts,
                    "mean_plan_length": sum(train_plan_lengths) / max(1, len(train_plan_lengths))},
         "sha256": {f: sha256_file(out / f) for f in files},
@@ -226,7 +226,7 @@ def synthesize_llm(cfg: SynthConfig, out_dir: str | Path, teacher, overwrite: bo
                                f"fail {common or 'nothing (too few were asked for)'}: check the server, model and prompt")
             need = cfg.n - len(accepted)
             batch = min(max_batch, cap - index, max(need, math.ceil(need / max(rate, MIN_ACCEPTANCE) * 1.1)))
-            rows = [simulate_row(cfg.seed, i) for i in range(index, index + batch)]
+            rows = [simulate_row(cfg.seed, i, cfg.world_params) for i in range(index, index + batch)]
             index += batch
             for row, (text, violations) in zip(rows, teacher.replies(rows)):
                 if len(accepted) == cfg.n:
@@ -240,9 +240,9 @@ def synthesize_llm(cfg: SynthConfig, out_dir: str | Path, teacher, overwrite: bo
         pairs = {name: (len(a), _llm_pairs(a, teacher, cfg.seed)) for name, a in anchor_sets.items()}
         report = {"candidates": candidates, "rejected": candidates - len(accepted),
                   "rejection_rate": (candidates - len(accepted)) / candidates, "by_rule": dict(sorted(by_rule.items()))}
-        return _write_dataset(out, cfg, train, test, pairs, teacher.seeds, report, [len(r.plan) for r in train],
-                              "gplan_lib.synthesis (LLM teacher, simulated world)",
-                              {"url": teacher.client.display_url, "model": teacher.client.model})
+        config = {**recorded_config(cfg), "teacher": {"url": teacher.client.display_url, "model": teacher.client.model}}
+        return _write_dataset(out, config, train, test, pairs, teacher.seeds, report, [len(r.plan) for r in train],
+                              "gplan_lib.synthesis (LLM teacher, simulated world)")
 
 
 def _llm_pairs(anchors: Sequence[GsisrRow], teacher, seed: int) -> list[dict[str, Any]]:
@@ -273,8 +273,9 @@ def _llm_pairs(anchors: Sequence[GsisrRow], teacher, seed: int) -> list[dict[str
 
 
 def recorded_config(cfg: SynthConfig) -> dict[str, Any]:
-    """The part of a config that determines the files (what the manifest records)."""
-    return {k: v for k, v in asdict(cfg).items() if k not in EXECUTION_ONLY}
+    """The part of a config that determines the files (what the manifest records; the built-in world
+    is recorded by its absence, as before worlds could be fitted)."""
+    return {k: v for k, v in asdict(cfg).items() if k not in EXECUTION_ONLY and not (k == "world" and v is None)}
 
 
 def ensure_dataset(cfg: SynthConfig, out_dir: str | Path, overwrite: bool = False) -> dict[str, Any]:

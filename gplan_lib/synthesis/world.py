@@ -6,11 +6,14 @@ is somewhere (at the order POI, a lodging, a hub, a mall, ...) at some time. Mar
 types, being at the order POI, same city as the order, POI category groups, hours, behaviour
 string shapes) are calibrated to the released calibration rows; dates vary over a year so that
 weekend and holiday flags vary, which the released rows (one Tuesday) never do.
-Every row is a pure function of (seed, index): chunks can be built in parallel, byte-identically.
+Every row is a pure function of (seed, index, world): chunks can be built in parallel, byte-identically.
+``WorldParams`` replaces these built-in draws with distributions fitted to real rows (input-side calibration,
+``synthesis/calibration.fit_world``); the default world is unchanged by it, draw for draw.
 """
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from ..core.data import COLUMNS, TIME_FORMAT, GsisrRow
@@ -63,12 +66,62 @@ BEHAVIOUR_CATEGORIES = ("商场", "高铁站", "宾馆酒店", "公园", "中餐
                         "小吃快餐", "机场", "医院", "网吧", "地铁站", "充电站", "咖啡厅", "电影院")
 
 
+DAYS_2026 = tuple(date(2026, 1, 1) + timedelta(days=k) for k in range(365))
+
+
+@dataclass(frozen=True)
+class WorldParams:
+    """Input distributions fitted to real rows (``calibration.fit_world``); a field left None keeps the
+    built-in draw. Keys are strings so that the parameters round-trip through JSON and a manifest."""
+
+    order_weights: dict[str, float] | None = None           # trigger_1
+    at_order_poi: dict[str, float] | None = None            # order type -> P(current POI is the order's)
+    same_city: dict[str, float] | None = None               # order type -> P(in the order city | not at its POI)
+    p_order_in_home: float | None = None                    # P(order city is the home city)
+    hour_weights: list[float] | None = None                 # 24 weights
+    day_types: dict[str, float] | None = None               # workday / weekend / holiday
+    home_cities: dict[str, float] | None = None             # profile_feat_5
+    order_cities: dict[str, float] | None = None            # trigger_2 (and the city elsewhere)
+    districts: dict[str, list[str]] | None = None           # city -> districts seen
+    place_tags: dict[str, dict[str, float]] | None = None   # order type -> current_tag when not at the order POI
+    order_tags: dict[str, dict[str, float]] | None = None   # order type -> current_tag at the order POI
+    short_lengths: dict[str, float] | None = None           # events in short_term_behavior_seq
+    long_lengths: dict[str, float] | None = None            # items in long_term_behavior
+    acts: dict[str, float] | None = None                    # act_k in behaviour events
+    event_categories: dict[str, float] | None = None        # POI categories in behaviour events
+    p_full_profile: float | None = None                     # P(no profile field blank)
+    profile_empty: dict[str, float] | None = None           # column -> share blank (given not a full profile)
+
+
+DEFAULT_WORLD = WorldParams()
+
+
 def is_holiday(d: date) -> bool:
     return d in HOLIDAYS
 
 
+def day_type(d: date) -> str:
+    return "holiday" if is_holiday(d) else ("weekend" if d.weekday() >= 5 else "workday")
+
+
 def _pick(rng: random.Random, weights: dict[str, float]) -> str:
     return rng.choices(list(weights), weights=list(weights.values()))[0]
+
+
+def _districts(world: WorldParams, city: str) -> tuple[str, ...]:
+    return tuple((world.districts or {}).get(city) or CITIES.get(city) or (city,))
+
+
+def _city(rng: random.Random, world: WorldParams, weights: dict[str, float] | None, avoid: str | None = None) -> str:
+    """A city from ``weights`` (the built-in list, uniform, when None), never ``avoid``."""
+    if weights is None:
+        return rng.choice([c for c in CITY_NAMES if c != avoid] if avoid else CITY_NAMES)
+    options = {c: w for c, w in weights.items() if c != avoid}
+    return _pick(rng, options) if options else rng.choice([c for c in CITY_NAMES if c != avoid])
+
+
+def _blank(rng: random.Random, value: str, p_empty: float) -> str:
+    return "" if rng.random() < p_empty else value
 
 
 def _poi(rng: random.Random) -> str:
@@ -79,52 +132,68 @@ def _tag_of(rng: random.Random, group: str) -> str:
     return rng.choice(OTHER_TAGS if group == "other" else CATEGORY_GROUPS[group])
 
 
-def _blank(rng: random.Random, value: str, p_empty: float) -> str:
-    return "" if rng.random() < p_empty else value
+def _profile(rng: random.Random, home: str, work: str, world: WorldParams = DEFAULT_WORLD) -> dict[str, str]:
+    full = world.p_full_profile is not None and rng.random() < world.p_full_profile
+    empty = {c: 0.0 for c in world.profile_empty or {}} if full else world.profile_empty or {}
 
+    def blank(value: str, p_empty: float, column: str) -> str:
+        return _blank(rng, value, empty.get(column, p_empty))
 
-def _profile(rng: random.Random, home: str, work: str) -> dict[str, str]:
     prefs = "|".join(f"pf_{k}:{rng.choice('高中低')}" for k in rng.sample(range(1, 110), rng.randint(1, 6)))
     counts = "|".join(f"pf_{k}:{rng.randint(1, 5)}" for k in rng.sample(range(15, 25), rng.randint(1, 2)))
     return {
-        "profile_feat_1": _blank(rng, str(int(rng.random() < 0.74)), 0.06),
-        "profile_feat_2": _blank(rng, str(rng.randint(1, 10)), 0.05),
-        "profile_feat_3": _blank(rng, str(int(rng.random() < 0.66)), 0.2),
-        "profile_feat_4": _blank(rng, str(int(rng.random() < 0.44)), 0.22),
+        "profile_feat_1": blank(str(int(rng.random() < 0.74)), 0.06, "profile_feat_1"),
+        "profile_feat_2": blank(str(rng.randint(1, 10)), 0.05, "profile_feat_2"),
+        "profile_feat_3": blank(str(int(rng.random() < 0.66)), 0.2, "profile_feat_3"),
+        "profile_feat_4": blank(str(int(rng.random() < 0.44)), 0.22, "profile_feat_4"),
         "profile_feat_5": home,
-        "profile_feat_6": _blank(rng, _poi(rng), 0.07),
-        "profile_feat_7": home + rng.choice(CITIES[home]),
-        "profile_feat_8": _blank(rng, _poi(rng), 0.11),
-        "profile_feat_9": _blank(rng, work + rng.choice(CITIES[work]), 0.11),
-        "profile_feat_10": _blank(rng, str(int(rng.random() < 0.63)), 0.03),
-        "profile_feat_11": _blank(rng, str(rng.randint(1, 4)), 0.26),
-        "profile_feat_12": _blank(rng, "|".join(str(rng.randint(1, 4)) for _ in range(rng.randint(1, 2))), 0.14),
-        "profile_feat_13": _blank(rng, prefs, 0.12),
-        "profile_feat_14": _blank(rng, counts, 0.28),
+        "profile_feat_6": blank(_poi(rng), 0.07, "profile_feat_6"),
+        "profile_feat_7": home + rng.choice(_districts(world, home)),
+        "profile_feat_8": blank(_poi(rng), 0.11, "profile_feat_8"),
+        "profile_feat_9": blank(work + rng.choice(_districts(world, work)), 0.11, "profile_feat_9"),
+        "profile_feat_10": blank(str(int(rng.random() < 0.63)), 0.03, "profile_feat_10"),
+        "profile_feat_11": blank(str(rng.randint(1, 4)), 0.26, "profile_feat_11"),
+        "profile_feat_12": blank("|".join(str(rng.randint(1, 4)) for _ in range(rng.randint(1, 2))), 0.14,
+                                 "profile_feat_12"),
+        "profile_feat_13": blank(prefs, 0.12, "profile_feat_13"),
+        "profile_feat_14": blank(counts, 0.28, "profile_feat_14"),
     }
 
 
-def _short_term(rng: random.Random, now: datetime, trip_start: datetime, order_poi: str, order_tag: str) -> str:
+def _length(rng: random.Random, lengths: dict[str, float] | None, p_full: float) -> int:
+    """How many events a history holds: the fitted shares, else 10 with ``p_full``, else 1-9."""
+    if lengths:
+        return int(_pick(rng, lengths))
+    return 10 if rng.random() < p_full else rng.randint(1, 9)
+
+
+def _category(rng: random.Random, world: WorldParams) -> str:
+    return _pick(rng, world.event_categories) if world.event_categories else rng.choice(BEHAVIOUR_CATEGORIES)
+
+
+def _short_term(rng: random.Random, now: datetime, trip_start: datetime, order_poi: str, order_tag: str,
+                world: WorldParams = DEFAULT_WORLD) -> str:
     """Up to 10 time-ordered events before ``now``: local before the trip, then during it."""
-    n = 10 if rng.random() < 0.95 else rng.randint(1, 9)
+    n = _length(rng, world.short_lengths, 0.95)
+    acts_from, act_weights = (tuple(world.acts), tuple(world.acts.values())) if world.acts else (ACTS, ACT_WEIGHTS)
     times = sorted(now - timedelta(minutes=rng.randint(30, 60 * 24 * 20)) for _ in range(n))
     events = []
     for k, t in enumerate(times):
         where = "本地" if t < trip_start - timedelta(days=1) else ("异地行前" if t < trip_start else "异地行中")
         where = "未知地点" if rng.random() < 0.09 else where
-        acts = "&".join(f"{a}了" for a in sorted(set(rng.choices(ACTS, ACT_WEIGHTS, k=rng.randint(1, 3)))))
-        cat, poi = (order_tag, order_poi) if k == n - 1 and rng.random() < 0.3 else (rng.choice(BEHAVIOUR_CATEGORIES), _poi(rng))
+        acts = "&".join(f"{a}了" for a in sorted(set(rng.choices(acts_from, act_weights, k=rng.randint(1, 3)))))
+        cat, poi = (order_tag, order_poi) if k == n - 1 and rng.random() < 0.3 else (_category(rng, world), _poi(rng))
         events.append(f"在{t.month}月{t.day}日周{WEEKDAY_ZH[t.weekday()]}{t.hour}点{acts}位于{where}{cat}的{poi}")
     return ", ".join(events)
 
 
-def _long_term(rng: random.Random, home_poi: str, work_poi: str) -> str:
-    n = 10 if rng.random() < 0.96 else rng.randint(1, 9)
+def _long_term(rng: random.Random, home_poi: str, work_poi: str, world: WorldParams = DEFAULT_WORLD) -> str:
+    n = _length(rng, world.long_lengths, 0.96)
     counts = sorted((rng.randint(2, 80) for _ in range(n)), reverse=True)
     items = []
     for k, c in enumerate(counts):
         cat, poi = ("住宅区", home_poi) if k == 0 and home_poi else (("写字楼", work_poi) if k == 1 and work_poi
-                                                                     else (rng.choice(BEHAVIOUR_CATEGORIES), _poi(rng)))
+                                                                     else (_category(rng, world), _poi(rng)))
         acts = "&".join(sorted(set(rng.choices(("act_8", "act_7", "act_4"), k=rng.randint(1, 2)))))
         items.append(f"{cat}的{poi}{acts}了{c}次")
     return " , ".join(items)
@@ -151,10 +220,15 @@ def _triggers(rng: random.Random, order: str, now: datetime) -> dict[str, str]:
             "trigger_7": end.strftime(TIME_FORMAT) if end else ""}
 
 
-def sample_time(rng: random.Random) -> datetime:
-    """A moment in 2026: any day (weekday, weekend or holiday), hours shaped like the released rows."""
-    d = date(2026, 1, 1) + timedelta(days=rng.randrange(365))
-    hour = rng.choices(range(24), HOUR_WEIGHTS)[0]
+def sample_time(rng: random.Random, world: WorldParams = DEFAULT_WORLD) -> datetime:
+    """A moment in 2026: any day (weekday, weekend or holiday; or a day of a type drawn from the fitted
+    shares), hours shaped like the released rows (or drawn from the fitted hours)."""
+    if world.day_types:
+        kind = _pick(rng, world.day_types)
+        d = rng.choice([x for x in DAYS_2026 if day_type(x) == kind])
+    else:
+        d = date(2026, 1, 1) + timedelta(days=rng.randrange(365))
+    hour = rng.choices(range(24), world.hour_weights or HOUR_WEIGHTS)[0]
     return datetime(d.year, d.month, d.day, hour, rng.randrange(60), rng.randrange(60))
 
 
@@ -164,38 +238,40 @@ def time_cells(t: datetime) -> dict[str, str]:
             "holidayflag": str(int(is_holiday(t.date())))}
 
 
-def simulate_row(seed: int, index: int) -> GsisrRow:
-    """Row ``index`` of the world with ``seed`` (a pure function of both); raw_labels left empty."""
+def simulate_row(seed: int, index: int, world: WorldParams = DEFAULT_WORLD) -> GsisrRow:
+    """Row ``index`` of the world with ``seed`` (a pure function of both and ``world``); raw_labels left empty."""
     rng = random.Random(seed * 1_000_003 + index)
-    home = rng.choice(CITY_NAMES)
-    work = home if rng.random() < 0.8 else rng.choice(CITY_NAMES)
-    order = _pick(rng, ORDER_WEIGHTS)
+    home = _city(rng, world, world.home_cities)
+    work = home if rng.random() < 0.8 else _city(rng, world, world.home_cities)
+    order = _pick(rng, world.order_weights or ORDER_WEIGHTS)
     # Most users travel: the order city is away from home (as in the released rows).
-    order_city = home if rng.random() < 0.05 else rng.choice([c for c in CITY_NAMES if c != home])
-    order_district = rng.choice(CITIES[order_city])
-    now = sample_time(rng)
+    in_home = 0.05 if world.p_order_in_home is None else world.p_order_in_home
+    order_city = home if rng.random() < in_home else _city(rng, world, world.order_cities, avoid=home)
+    order_district = rng.choice(_districts(world, order_city))
+    now = sample_time(rng, world)
     trip_start = now - timedelta(hours=rng.randint(2, 24 * 4))
     order_poi = _poi(rng)
-    at_order = rng.random() < AT_ORDER_POI[order]
-    same_city = at_order or rng.random() < SAME_CITY[order]
-    city = order_city if same_city else rng.choice([c for c in CITY_NAMES if c != order_city])
-    district = order_district if at_order else rng.choice(CITIES[city])
+    at_order = rng.random() < (world.at_order_poi or AT_ORDER_POI).get(order, AT_ORDER_POI[order])
+    same_city = at_order or rng.random() < (world.same_city or SAME_CITY).get(order, SAME_CITY[order])
+    city = order_city if same_city else _city(rng, world, world.order_cities, avoid=order_city)
+    district = order_district if at_order else rng.choice(_districts(world, city))
+    tags = ((world.order_tags if at_order else world.place_tags) or {}).get(order)
     if at_order:
         poi = order_poi
         group = ORDER_POI_TAG.get(order, rng.choice(("shopping", "leisure", "other")))
     else:
         poi = _poi(rng)
         group = _pick(rng, PLACE_WEIGHTS[order])
-    profile = _profile(rng, home, work)
+    profile = _profile(rng, home, work, world)
     order_tag = {"酒店": "宾馆酒店", "门票": "景区", "加油": "加油站", "充电桩": "充电站"}.get(order, "生活服务")
     cells = dict.fromkeys(COLUMNS, "")
     cells.update(profile)
     cells.update(time_cells(now))
     cells.update({
         "id": str(10_000_000 + index),
-        "short_term_behavior_seq": _short_term(rng, now, trip_start, order_poi, order_tag),
-        "long_term_behavior": _long_term(rng, profile["profile_feat_6"], profile["profile_feat_8"]),
-        "current_poi_name": poi, "current_tag": _tag_of(rng, group),
+        "short_term_behavior_seq": _short_term(rng, now, trip_start, order_poi, order_tag, world),
+        "long_term_behavior": _long_term(rng, profile["profile_feat_6"], profile["profile_feat_8"], world),
+        "current_poi_name": poi, "current_tag": _pick(rng, tags) if tags else _tag_of(rng, group),
         "current_city": city, "current_district": district,
         "trigger_1": order, "trigger_2": order_city, "trigger_3": order_district, "trigger_4": order_poi,
         **_triggers(rng, order, now),

@@ -40,6 +40,13 @@ def checkpoint(scale: str, name: str | None = None, seed: int = 0) -> Path:
     return root / name if name else root
 
 
+def data_checkpoint(scale: str, data: str | Path, seed: int = 0) -> Path:
+    """Where the runs on a dataset folder other than the scale's go by default: ``checkpoint(scale, seed=seed) /
+    data-<first 12 hex digits of its manifest's sha256>`` (never over the scale's own runs)."""
+    from ..core.files import sha256_file
+    return checkpoint(scale, seed=seed) / f"data-{sha256_file(Path(data) / 'manifest.json')[:12]}"
+
+
 def config_key(obj: Any) -> str:
     """A short, stable hash of a JSON-able config."""
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]

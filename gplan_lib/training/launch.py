@@ -74,11 +74,11 @@ class LaunchPlan:
 
 def train_argv(scale: str, seed: int, method: str, *, work: str | Path | None = None, init_from: str | Path | None = None,
                base: str | Path | None = None, tag: str = "", overrides: dict[str, Any] | None = None,
-               retrain: bool = False) -> tuple[str, ...]:
+               data: str | Path | None = None, retrain: bool = False) -> tuple[str, ...]:
     """The ``gplan train`` arguments of one training (``cli.cmd_train`` reads them back): ``overrides`` are
     training settings (``--set train.<field>=<JSON value>``, exact for floats)."""
     argv = ["--scale", scale, "--seed", str(seed), "--method", method]
-    for flag, value in (("--work", work), ("--init-from", init_from), ("--base", base), ("--tag", tag)):
+    for flag, value in (("--work", work), ("--init-from", init_from), ("--base", base), ("--tag", tag), ("--data", data)):
         argv += [flag, str(value)] if value else []
     for k, v in (overrides or {}).items():
         argv += ["--set", f"train.{k}={json.dumps(v)}"]
