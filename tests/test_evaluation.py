@@ -20,7 +20,7 @@ from gplan_lib.evaluation import baseline_inputs, baselines
 from gplan_lib.evaluation.config import BaselineConfig
 from gplan_lib.evaluation.constrained import ConstrainedPlanner, admissible, all_intents, unit_text
 from gplan_lib.evaluation.judge import JudgeParseError, LLMJudge, OfflineJudge, parse_scores
-from gplan_lib.evaluation.latency import open_loop, serve
+from gplan_lib.evaluation.latency import interleaved_batch1, latency_ratio, open_loop, serve, table5_ratios
 from gplan_lib.synthesis.teacher import ExpertTeacher
 from gplan_lib.training.generation import MODEL_CARD, StudentPlanner, model_card
 from gplan_lib.training.modeling import add_latent_tokens, chat_prompt, save, tiny_qwen3, train_tokenizer
@@ -227,6 +227,36 @@ def test_constrained_decoding_picks_what_free_greedy_picks_when_that_is_valid(st
 
 
 # --- latency ----------------------------------------------------------------------------------------
+class _Timed:
+    """A stand-in planner whose response time is set per row; it logs the order in which rows reach it."""
+
+    def __init__(self, name: str, ms: dict, log: list):
+        self.name, self.ms, self.log = name, ms, log
+
+    def generate(self, rows, batch_size, max_new_tokens, progress=True, desc=""):
+        self.log.extend((self.name, r.id) for r in rows)
+        return [{"id": r.id, "output": "", "latency_ms": self.ms[r.id], "new_tokens": 2} for r in rows]
+
+
+def test_table5_planners_take_turns_request_by_request_and_ratios_carry_intervals(rows):
+    test = rows[:4]
+    log: list = []
+    planners = {n: _Timed(n, {r.id: k * 10.0 + i for i, r in enumerate(test)}, log)
+                for k, n in enumerate(("CoT-SFT", "PICD (CALR)", "Direct-SFT"), start=1)}
+    records = interleaved_batch1(planners, test, 8, desc="t")
+    timed = log[6:]  # after two warm-up requests each
+    assert [r for _, r in timed[:3]] == [test[0].id] * 3 and [r for _, r in timed[3:6]] == [test[1].id] * 3
+    assert [n for n, _ in timed[:3]] == ["CoT-SFT", "PICD (CALR)", "Direct-SFT"]
+    assert [n for n, _ in timed[3:6]] == ["PICD (CALR)", "Direct-SFT", "CoT-SFT"]  # the order rotates
+    assert [r["id"] for r in records["CoT-SFT"]] == [r.id for r in test]
+    ratios = table5_ratios(records)
+    cot = ratios["CoT-SFT / PICD (CALR)"]  # means (10+11+12+13)/4 = 11.5 and 21.5
+    assert cot["ratio"] == pytest.approx(11.5 / 21.5) and cot["ci95"][0] <= cot["ratio"] <= cot["ci95"][1]
+    assert cot["tokens"] == 1.0 and cot["paper (4B, QPS 10)"] == pytest.approx(1.85 / 0.503)
+    with pytest.raises(ValueError, match="same rows"):
+        latency_ratio(records["CoT-SFT"], records["Direct-SFT"][:2])
+
+
 
 def test_open_loop_builds_a_queue_when_requests_outpace_the_server(rows):
     def respond(row):

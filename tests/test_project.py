@@ -180,3 +180,21 @@ def test_run_keys_hash_the_config_as_written():
     cfg = PICDConfig.from_scale("cpu")
     assert as_written(cfg.train) == section("cpu", "picd")["train"]
     assert as_written(replace(cfg.train, lr=1e-3)) == {**section("cpu", "picd")["train"], "lr": 1e-3}
+
+
+def test_published_results_record_what_produced_them(tmp_path):
+    """Every result a notebook or a study publishes goes through ``files.write_result``, which records the CPU
+    capability, the CPU and the library versions of the process that computed it (issue 23: a result moves with
+    the machine's vector kernels); a result that brings its own provenance keeps it."""
+    from gplan_lib.core.files import write_result
+    from gplan_lib.core.provenance import provenance
+    for nb in NOTEBOOKS:
+        code = "".join("".join(c["source"]) for c in json.loads(nb.read_text())["cells"] if c["cell_type"] == "code")
+        assert not re.search(r"write_json\([^)]*results", code), nb.name
+    for module in ("core/reporting.py", "studies/regimes.py", "studies/latency_check.py", "studies/sim_to_real.py"):
+        text = (REPO / "gplan_lib" / module).read_text()
+        assert "write_result(" in text or "write_study(" in text, module
+    written = json.loads(write_result(tmp_path / "r.json", {"acc1": 0.5}).read_text())
+    assert written["provenance"] == provenance() and {"cpu_capability", "torch", "mkl", "onednn"} <= set(written["provenance"])
+    kept = json.loads(write_result(tmp_path / "k.json", {"provenance": {"cpu": "x"}}).read_text())
+    assert kept["provenance"] == {"cpu": "x"}

@@ -58,8 +58,11 @@ def test_2_an_interrupt_cancels_the_llm_requests_in_flight(server, tmp_path, sig
     srv = server(reply_fn=lambda messages: (time.sleep(30), SCORES)[1])
     gold = _gold(tmp_path / "g.csv", 3)
     pred = _preds(tmp_path / "p.jsonl", ["r0", "r1", "r2"])
+    # as from a terminal: SIGINT at its default, also when these tests run as a background job (where the shell
+    # starts them with SIGINT ignored and every child, gplan too, inherits that)
     proc = subprocess.Popen([BIN / "gplan", "judge", "--pred", str(pred), "--gold", str(gold), "--llm-url", srv.url,
-                             "--llm-model", "m"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                             "--llm-model", "m"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 60
     while len(srv.requests) < 3:
         assert time.monotonic() < deadline and proc.poll() is None

@@ -1,8 +1,10 @@
-"""The seed study's paired tests and summary, the likelihood-based context sensitivity, and the regime
-study's prompt-only corpus."""
+"""The seed study's tests, summary and per-row file, the likelihood-based context sensitivity, the regime grid
+(its prompt-only corpus, launches and summary) and the paper's claims with verdicts."""
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,45 +12,78 @@ import pytest
 from gplan_lib.core.prompt import PromptOptions
 from gplan_lib.sc_dpo.experiment import likelihood_sensitivity
 from gplan_lib.studies.regimes import prompt_corpus
-from gplan_lib.studies.seed_study import COMPARISONS, DPO_RUNS, PICD_RUNS, mcnemar_exact, sign_flip_test, summarise
+from gplan_lib.studies.seed_study import (DPO_RUNS, PICD_RUNS, TESTED, outcomes, paired_tests, read_rows, summarise,
+                                         write_rows)
+from gplan_lib.studies.stats import holm
 from gplan_lib.training.modeling import add_latent_tokens, train_tokenizer
 
-
-def test_mcnemar_exact_by_hand():
-    # 6 rows only A gets right, 1 only B: p = 2 * P(X <= 1 | n = 7, 1/2) = 2 * 8 / 128
-    a = [1] * 6 + [0] + [1, 0, 1]
-    b = [0] * 6 + [1] + [1, 0, 1]
-    r = mcnemar_exact(a, b)
-    assert (r["a_only"], r["b_only"]) == (6, 1) and r["p_value"] == pytest.approx(16 / 128)
-    assert mcnemar_exact([1, 0], [1, 0])["p_value"] == 1.0
-    with pytest.raises(ValueError):
-        mcnemar_exact([1, 0], [1])
+ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_sign_flip_test_separates_a_shift_from_noise():
-    rng = np.random.default_rng(0)
-    b = rng.random(300)
-    assert sign_flip_test(b + 0.1, b) < 0.01
-    assert sign_flip_test(b + rng.normal(0, 0.1, 300), b) > 0.05
+def _per_seed(rng, seeds=(2, 0, 1), n_rows=50):
+    names = (*PICD_RUNS, *DPO_RUNS)
+    return [{"seed": s, "scale": "x", "n_rows": n_rows, "row_ids": [f"t{i:03d}" for i in range(n_rows)],
+             "runs": {n: {"acc1": list(rng.integers(0, 2, n_rows).astype(float)), "ndcg3": list(rng.random(n_rows)),
+                          "nes": list(rng.random(n_rows)), "validity": list(rng.integers(0, 2, n_rows).astype(float)),
+                          "latent_valid": list(rng.integers(0, 2, n_rows).astype(float))} for n in names},
+             "sensitivity": {n: {"double_difference_positive": 0.5, "double_difference_mean": 0.0,
+                                 "reward_accuracy": None} for n in ("PICD (CALR)", *DPO_RUNS)}}
+            for s in seeds]
 
 
 def test_summary_has_the_issue_shape():
-    rng = np.random.default_rng(1)
-    names = (*PICD_RUNS, *DPO_RUNS)
-    per_seed = [{"seed": s, "scale": "x", "n_rows": 50,
-                 "runs": {n: {"acc1": list(rng.integers(0, 2, 50).astype(float)), "ndcg3": list(rng.random(50)),
-                              "nes": list(rng.random(50))} for n in names},
-                 "sensitivity": {n: {"double_difference_positive": 0.5, "double_difference_mean": 0.0,
-                                     "reward_accuracy": None} for n in ("PICD (CALR)", *DPO_RUNS)}}
-                for s in (2, 0, 1)]
+    per_seed = _per_seed(np.random.default_rng(1))
     out = summarise(per_seed)
+    names = (*PICD_RUNS, *DPO_RUNS)
     assert list(out["runs"]) == list(names)
     for n in names:
         assert out["runs"][n]["seeds"] == [0, 1, 2]
-        assert out["runs"][n]["acc1"][0] == pytest.approx(np.mean(per_seed[1]["runs"][n]["acc1"]))
-    assert set(out["paired"]) == {f"{a} vs {b}" for a, b in COMPARISONS}
-    for v in out["paired"].values():
-        assert v["n"] == 150 and 0 <= v["mcnemar_acc1"]["p_value"] <= 1
+        assert out["runs"][n]["latent_valid"][0] == pytest.approx(np.mean(per_seed[1]["runs"][n]["latent_valid"]))
+    expected = {f"{a} vs {b} / {m}" for m, pairs in TESTED.items() for a, b in pairs}
+    assert set(out["paired"]) == expected and len(expected) == 2 * 8 + 3
+    assert {"PICD (cosine) vs PICD (constant) / acc1", "+ SC-DPO vs + Vanilla DPO / nes",
+            "+ Vanilla DPO vs PICD (CALR) / acc1"} <= expected
+    raw = {f"{k} / {t}": v[t]["p"] for k, v in out["paired"].items() for t in ("seed_t", "bootstrap")}
+    adjusted = holm(raw)  # Holm over all 38 tests, each never below its raw p
+    for k, v in out["paired"].items():
+        assert len(v["per_seed_diff"]) == 3
+        for t in ("seed_t", "bootstrap"):
+            assert v[t]["p_holm"] == adjusted[f"{k} / {t}"] >= v[t]["p"]
+    assert "38 tests" in out["tests"]
+
+
+def test_per_row_outcomes_round_trip_and_recompute_every_test(tmp_path):
+    per_seed = _per_seed(np.random.default_rng(2), seeds=(0, 1, 2, 3))
+    path = write_rows(per_seed, tmp_path / "rows.csv.gz")
+    assert path.read_bytes() == write_rows(per_seed, tmp_path / "again.csv.gz").read_bytes()  # byte-stable
+    back = read_rows(path)
+    assert [s["seed"] for s in back] == [0, 1, 2, 3] and back[0]["row_ids"] == per_seed[0]["row_ids"]
+    for s, t in zip(per_seed, back):
+        for n, scores in s["runs"].items():
+            for m in scores:
+                assert t["runs"][n][m] == pytest.approx(scores[m], abs=5e-4)
+    again, first = paired_tests(outcomes(back)[1]), summarise(per_seed)["paired"]
+    assert again.keys() == first.keys()
+    for k, v in first.items():
+        assert again[k]["per_seed_diff"] == pytest.approx(v["per_seed_diff"], abs=1e-3)
+        for t in ("seed_t", "bootstrap"):
+            assert again[k][t]["p_holm"] == pytest.approx(v[t]["p_holm"], abs=1e-3)
+
+
+def test_committed_seed_study_is_recomputed_from_its_per_row_file():
+    """results/cpu/seeds.json's runs and tests follow from results/cpu/seeds_rows.csv.gz (4-digit rounding
+    aside)."""
+    summary = json.loads((ROOT / "results/cpu/seeds.json").read_text())
+    path = ROOT / "results/cpu" / summary["per_row_file"]
+    seeds, per_row = outcomes(read_rows(path))
+    assert len(seeds) >= 3 and all(len(summary["runs"][n]["seeds"]) == len(seeds) for n in per_row)
+    for n, metrics in per_row.items():
+        for m, arr in metrics.items():
+            assert summary["runs"][n][m] == pytest.approx(list(arr.mean(axis=1)), abs=1e-3)
+    again = paired_tests(per_row)
+    for k, v in summary["paired"].items():
+        assert again[k]["per_seed_diff"] == pytest.approx(v["per_seed_diff"], abs=2e-3)
+        assert again[k]["seed_t"]["p_holm"] == pytest.approx(v["seed_t"]["p_holm"], abs=0.02)
 
 
 def test_double_difference_is_zero_for_a_context_blind_model_and_positive_for_a_sensitive_one():
@@ -77,3 +112,59 @@ def test_pretraining_corpus_holds_prompts_only():
     for ids in corpus:
         text = tok.decode(ids)
         assert text.rstrip().endswith("assistant") and "工具名称" not in text and "THOUGHT" not in text
+
+
+def test_regime_grid_launches_each_run_once_and_summarises_what_is_stored(ci_dataset, tmp_path, monkeypatch):
+    """The grid at ci (scratch and pretrained x two LRs x CALR, DPO from PICD-CALR): the scratch cell at the scale's
+    LR and the DPO base are one launch, pretrained cells wait for their seed's backbone, a stored cell is skipped,
+    and the summary holds per-seed values with mean and sd of whatever is stored."""
+    import gplan_lib.studies.regimes as regimes
+    from gplan_lib.core.evidence import regime_tables
+    from gplan_lib.training.launch import Launch
+    monkeypatch.setenv("GPLAN_CHECKPOINTS", str(tmp_path / "ck"))
+    monkeypatch.setattr(regimes, "OUTPUTS", tmp_path / "runs")
+    grid = regimes.RegimeGrid("ci")
+    jobs = grid.jobs()
+    launches = [j for j in jobs if isinstance(j, Launch)]
+    assert len({j.argv for j in launches}) == len(launches)  # no run folder trained by two launches
+    assert launches[0].name == "seed 0: backbone"
+    pretrained = [j for j in launches if j.name.startswith("pretrained")]
+    assert len(pretrained) == 2 and all(j.after == ("seed 0: backbone",) for j in pretrained)
+    ref = next(j for j in launches if j.name.endswith("reference"))
+    assert ref.after == ("scratch, calr, 0.002, seed 0: train",)  # the DPO base is the scratch cell's own launch
+    scores = [j.name for j in jobs if not isinstance(j, Launch)]
+    assert scores == [*(f"{c.name}: score" for c in grid.cells()), "seed 0: PICD (CALR) -> base: score",
+                      "seed 0: PICD (CALR) -> vanilla: score", "seed 0: PICD (CALR) -> sc-no-centre-no-clip: score"]
+    for seed, acc in ((0, 0.5), (1, 0.7)):  # two seeds of one cell stored, as two parts of the study would
+        cell = regimes.Cell("scratch", 0.002, "calr", seed)
+        key, path = grid._cell_file(cell)
+        regimes._store(path, {"key": key, **{m: acc for m in regimes.GRID_METRICS}})
+    assert not any(j.name.startswith("scratch, calr, 0.002, seed 0: score") for j in grid.jobs())
+    out = regimes.RegimeGrid("ci").summarise()
+    cell = out["picd"]["scratch, calr, 0.002"]
+    assert cell["seeds"] == [0, 1] and cell["per_seed"]["acc1"] == [0.5, 0.7]
+    assert cell["stats"]["acc1"]["mean"] == pytest.approx(0.6) and cell["stats"]["acc1"]["sd"] == pytest.approx(0.1414, abs=1e-4)
+    assert list(out["picd"]) == ["scratch, calr, 0.002"] and out["dpo"] == {}
+    assert regime_tables(out)[0] == [{"run": "scratch, calr, 0.002", "seeds": 2, "Acc@1": "0.600 ± 0.141",
+                                      "NES": "0.600 ± 0.141", "Latent-Valid": "0.600 ± 0.141",
+                                      "final L_json": "0.600 ± 0.141", "DD > 0": "0.600 ± 0.141"}]
+
+
+def test_paper_claims_verdicts_follow_both_tests_and_the_papers_sign():
+    from gplan_lib.core.evidence import paper_claims
+    entry = lambda diff, p_t, p_b: {"per_seed_diff": [diff - 0.05, diff, diff + 0.05],
+                                    "seed_t": {"diff": diff, "p_holm": p_t}, "bootstrap": {"diff": diff, "p_holm": p_b}}
+    summary = {"paired": {"PICD (CALR) vs PICD (cosine) / acc1": entry(0.05, 0.01, 0.02),      # paper +: holds
+                          "PICD (CALR) vs Direct-SFT / acc1": entry(-0.05, 0.01, 0.01),        # paper +: reversed
+                          "+ SC-DPO vs + Vanilla DPO / nes": entry(0.05, 0.01, 0.2),           # one test only
+                          "PICD (CALR) vs PICD (constant) / latent_valid": entry(0.0, 1.0, 1.0),  # paper 1.0 = 1.0
+                          "PICD (CALR) vs Direct-SFT / ndcg3": entry(0.1, 0.2, 0.2),
+                          "PICD (CALR) vs PICD (cosine) / latent_valid": entry(0.0, 1.0, 1.0)}}  # paper +1.0
+    rows = paper_claims(summary)
+    verdicts = [r["verdict"] for r in rows]
+    assert verdicts == ["holds", "does not hold: reversed", "cannot tell at this scale", "consistent: no difference found",
+                        "cannot tell at this scale", "does not hold: the paper's difference is outside our interval"]
+    # 6 claims: intervals at 1 - 0.05 / 6 over 3 seeds, t(0.9958, 2 df) = 10.89, sd 0.05 -> half-width 0.314
+    assert rows[4]["interval over seeds (0.9917)"] == "[-0.214, +0.414]"
+    assert rows[0]["paper's claim"] == "PICD (CALR) above PICD (cosine) on Acc@1 (0.626 vs 0.624)"
+    assert rows[3]["paper's claim"] == "PICD (CALR) equal to PICD (constant) on Latent-Valid (1 vs 1)"

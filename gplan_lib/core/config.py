@@ -216,6 +216,7 @@ def stored_study(name: str, scale: str = "cpu") -> dict[str, Any] | None:
     ``regimes``: the committed ones at cpu), or None after saying how to make it."""
     path = RESULTS / scale / f"{name}.json"
     if not path.is_file():
-        print(f"No {name} study at {path}: `make {name} SCALE={scale}` writes it (about 2 h at the cpu scale).")
+        print(f"No {name} study at {path}: `make {name} SCALE={scale}` writes it (hours at the cpu scale; it runs "
+              "in parts and resumes: docs/running.md).")
         return None
     return json.loads(path.read_text(encoding="utf-8"))

@@ -68,6 +68,13 @@ def write_json(path: str | Path, obj: Any, **dumps: Any) -> Path:
     return atomic_write(path, json.dumps(obj, **{"ensure_ascii": False, **dumps}))
 
 
+def write_result(path: str | Path, obj: dict[str, Any], **dumps: Any) -> Path:
+    """A published result (results/<scale>/*.json): ``obj`` with a ``provenance`` entry saying which CPU
+    capability, CPU and library versions computed it (``core.provenance``), written as ``write_json`` does."""
+    from .provenance import provenance
+    return write_json(path, {**obj, "provenance": obj.get("provenance") or provenance()}, **dumps)
+
+
 @contextlib.contextmanager
 def folder_lock(folder: str | Path, what: str) -> Iterator[None]:
     """Hold ``folder``'s writer lock inside the block; a second holder is refused at once with an error naming

@@ -1,6 +1,6 @@
-"""Every table and study figure the notebooks and the README show, built in one place: rows as lists of
-dicts (one first column, ``planner``, for rows that are planners) for display with pandas, and the figures
-of the committed seed and regime studies, which notebooks 02 and 03 read without retraining."""
+"""The tables and figures of the notebooks' own runs and of the sim-to-real study, built in one place: rows as
+lists of dicts (one first column, ``planner``, for rows that are planners) for display with pandas. The seed
+study and the regime grid are shown by ``core.evidence``."""
 from __future__ import annotations
 
 import json
@@ -17,7 +17,7 @@ from .parsing import parse_output
 from .paths import RESULTS
 from .plotting import save_figure
 
-SEED_METRICS = ("acc1", "ndcg3", "nes")  # what the seed study keeps per row
+SEED_METRICS = ("acc1", "ndcg3", "nes", "validity", "latent_valid")  # what the seed study keeps per row
 METRIC_NAMES = {"acc1": "Acc@1", "ndcg3": "NDCG@3", "nes": "NES", "validity": "validity",
                 "latent_valid": "Latent-Valid", "tool_acc1": "tool Acc@1", "tool_ndcg3": "tool NDCG@3"}
 
@@ -74,59 +74,12 @@ def table5(batch1: Mapping[str, Mapping[str, Any]], loaded: Mapping[str, Mapping
              "paper 4B at QPS 10 (s)": TABLE5["4B"].get(paper_rows.get(name, ""), np.nan)} for name, b in batch1.items()]
 
 
-def seed_table(summary: dict[str, Any]) -> list[dict[str, Any]]:
-    """One row per run: each metric as mean ± sd over seeds (for display with pandas)."""
-    return [{"planner": n, "seeds": len(r["seeds"]),
-             **{m: f"{np.mean(r[m]):.3f} ± {np.std(r[m], ddof=1) if len(r[m]) > 1 else 0:.3f}" for m in SEED_METRICS}}
-            for n, r in summary["runs"].items()]
-
-
-def paired_table(summary: dict[str, Any]) -> list[dict[str, Any]]:
-    """One row per comparison: differences and p-values of the paired tests."""
-    return [{"comparison": k, "rows x seeds": v["n"], "Δ Acc@1": round(v["acc1_diff"], 3),
-             "A only / B only": f"{v['mcnemar_acc1']['a_only']} / {v['mcnemar_acc1']['b_only']}",
-             "McNemar p": round(v["mcnemar_acc1"]["p_value"], 4), "Δ NES": round(v["nes_diff"], 3),
-             "sign-flip p (NES)": round(v["sign_flip_nes_p"], 4)} for k, v in summary["paired"].items()]
-
-
-def regime_tables(results: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """The PICD runs and the DPO variants as rows (for display with pandas)."""
-    picd = [{"planner": k, "Acc@1": round(v["acc1"], 3), "NDCG@3": round(v["ndcg3"], 3), "NES": round(v["nes"], 3),
-             "Latent-Valid": round(v["latent_valid"], 3), "final L_json": round(v["final_train_loss_json"], 4),
-             "DD > 0": round(v["double_difference_positive"], 3), "DD mean": round(v["double_difference_mean"], 3)}
-            for k, v in results.get("picd", {}).items()]
-    dpo = [{"planner": k, "Acc@1": round(v["acc1"], 3), "NES": round(v["nes"], 3),
-            "DD > 0": round(v["double_difference_positive"], 3), "DD mean": round(v["double_difference_mean"], 3),
-            "reward acc.": v["reward_accuracy"] if v["reward_accuracy"] is None else round(v["reward_accuracy"], 3),
-            "r+ / r- (final)": "-" if "final_rewards" not in v else
-            f"{v['final_rewards']['chosen']:.3f} / {v['final_rewards']['rejected']:.3f}",
-            "median grad norm": v.get("grad_norm_median") and round(v["grad_norm_median"], 2)}
-           for k, v in results.get("dpo", {}).items()]
-    return picd, dpo
-
-
-def plot_seeds(summary: dict[str, Any], path: str | Path | None = None):
-    """Per-seed points and the mean of each run, one panel per metric."""
-    import matplotlib.pyplot as plt
-
-    names = list(summary["runs"])
-    fig, axes = plt.subplots(1, len(SEED_METRICS), figsize=(5 * len(SEED_METRICS), 4.2), sharex=True)
-    for ax, m in zip(axes, SEED_METRICS):
-        for i, n in enumerate(names):
-            vals = summary["runs"][n][m]
-            ax.scatter([i] * len(vals), vals, color=f"C{i}", alpha=0.6, s=25)
-            ax.hlines(np.mean(vals), i - 0.3, i + 0.3, color=f"C{i}", lw=2.5)
-        ax.set_title(f"{m} ({len(summary['runs'][names[0]]['seeds'])} seeds; bar = mean)")
-        ax.set_xticks(range(len(names)), names, rotation=40, ha="right")
-    return save_figure(fig, path)
-
-
 def write_study(scale: str, name: str, summary: dict[str, Any], plot) -> None:
     """A study's committed result: results/<scale>/<name>.json and figures/<scale>/<name>.png drawn by ``plot``."""
     from .config import published_dirs
-    from .files import write_json
+    from .files import write_result
     dirs = published_dirs(scale)
-    write_json(dirs.results / f"{name}.json", summary, indent=1)
+    write_result(dirs.results / f"{name}.json", summary, indent=1)
     plot(summary, dirs.figures / f"{name}.png")
     print(f"wrote {dirs.results / f'{name}.json'} and {dirs.figures / f'{name}.png'}")
 
@@ -233,36 +186,6 @@ def plot_sim_to_real(summary: dict[str, Any], path: str | Path | None = None):
     return save_figure(fig, path)
 
 
-def plot_regimes(results: dict[str, Any], path: str | Path | None = None):
-    """Left: Acc@1 of each PICD run by start and eta_struct. Right: the double difference (share > 0)
-    and Acc@1 of each DPO variant against its base."""
-    import matplotlib.pyplot as plt
-
-    fig, (a, b) = plt.subplots(1, 2, figsize=(14, 4.4))
-    picd = results.get("picd", {})
-    names = list(picd)
-    a.bar(range(len(names)), [picd[n]["acc1"] for n in names],
-          yerr=np.array([[picd[n]["acc1"] - picd[n]["ci95_acc1"][0], picd[n]["ci95_acc1"][1] - picd[n]["acc1"]]
-                         for n in names]).T if names else None,
-          color=["tab:orange" if picd[n]["schedule"] == "calr" else "tab:blue" for n in names], capsize=3)
-    a.set_xticks(range(len(names)), names, rotation=35, ha="right", fontsize=8)
-    a.set_title("PICD Acc@1 (orange CALR, blue cosine; 95% CI; one seed)")
-    dpo = results.get("dpo", {})
-    keys = list(dpo)
-    if len(keys) < 2:  # only the base was scored: the variants have not run
-        b.text(0.5, 0.5, "DPO variants not run yet (`make regimes` runs them)", ha="center", transform=b.transAxes)
-        b.set_axis_off()
-        return save_figure(fig, path)
-    x = np.arange(len(keys))
-    b.bar(x - 0.2, [dpo[k]["double_difference_positive"] for k in keys], 0.4, label="DD > 0 (share of pairs)")
-    b.bar(x + 0.2, [dpo[k]["acc1"] for k in keys], 0.4, label="Acc@1")
-    b.set_xticks(x, keys, rotation=35, ha="right", fontsize=8)
-    b.axhline(0.5, color="k", lw=0.5)
-    b.legend(fontsize=8)
-    b.set_title(f"DPO variants from {dpo.get('base', {}).get('name', 'the base')} (one seed)")
-    return save_figure(fig, path)
-
-
 def describe_pair(rec_x: dict, rec_xp: dict) -> tuple[dict[str, tuple[str, str]], dict[str, list[str]]]:
     """For display: the cells that differ between x and x', and both matched plans in English."""
     changed = {k: (rec_x["row"][k], rec_xp["row"][k]) for k in rec_x["row"] if rec_x["row"][k] != rec_xp["row"][k]}
@@ -299,7 +222,7 @@ def against_committed(this_run: Mapping[str, Mapping[str, float]], committed: Ma
                       seeds: Mapping[str, Any] | None, claims: Sequence[tuple[str, str, str]],
                       keys: Sequence[str] = ("acc1", "nes")) -> tuple[list[dict[str, Any]], str]:
     """The closing reading of a notebook, computed from the reader's own run: a row per (planner, metric) with this
-    run, the committed run and the committed seed study's range (seeds 0-2), flagging numbers outside that range;
+    run, the committed run and the committed seed study's range over its seeds, flagging numbers outside that range;
     and a paragraph on each claim (``(metric, a, b)``: is a above b?) in this run, the committed run and per seed."""
     rows, outside = [], []
     for name, means in this_run.items():
@@ -311,7 +234,7 @@ def against_committed(this_run: Mapping[str, Mapping[str, float]], committed: Ma
                 outside.append(f"{name} {METRIC_NAMES.get(k, k)} {means[k]:.3f} (seeds {lo:.3f}-{hi:.3f})")
             rows.append({"planner": name, "metric": METRIC_NAMES.get(k, k), "this run": round(means[k], 3),
                          "committed run": round(committed[name][k], 3) if committed and name in committed else np.nan,
-                         "seeds 0-2 (min)": round(lo, 3), "seeds 0-2 (max)": round(hi, 3), "inside the range": inside})
+                         "seeds (min)": round(lo, 3), "seeds (max)": round(hi, 3), "inside the range": inside})
     lines = []
     for k, a, b in claims:
         here = this_run[a][k] - this_run[b][k]

@@ -31,7 +31,7 @@ from .baseline_inputs import FEATURES
 from .config import EvaluationConfig
 from .constrained import ConstrainedPlanner
 from .judge import OfflineJudge, Verdict
-from .latency import batch1_latency, open_loop, serve
+from .latency import interleaved_batch1, open_loop, serve
 
 #: Our students (run folder under checkpoints/<scale>/) and the row of paper Table 2 each stands for.
 STUDENTS = {"Direct-SFT": "direct-cosine", "CoT-SFT": "cot-cosine", "PICD (cosine)": "picd-cosine",
@@ -143,9 +143,13 @@ class EvaluationExperiment:
         done = {**trained, **fresh}
         return {shown: done[shown] for shown, _, _ in runs}
 
-    def batch1(self, name: str) -> dict[str, float]:
-        return batch1_latency(self.student(name), self.test_rows[: self.eval_cfg.latency_requests],
-                              self.eval_cfg.max_new_tokens, desc=f"{name} batch 1")
+    def batch1(self, names: Sequence[str]) -> dict[str, list[dict]]:
+        """Batch-1 records of the named students timed in turn, request by request (``interleaved_batch1``); all
+        of them are in memory together for it (three 4B students in bf16: 24 GB)."""
+        planners = {n: StudentPlanner(self.work / STUDENTS[n], batch_size=1, max_new_tokens=self.eval_cfg.max_new_tokens)
+                    for n in names}
+        return interleaved_batch1(planners, self.test_rows[: self.eval_cfg.latency_requests],
+                                  self.eval_cfg.max_new_tokens, desc="Table 5 batch 1")
 
     def under_load(self, name: str) -> dict[str, float]:
         """Mean response time at the scale's fixed request rate (open loop on loopback)."""

@@ -1,7 +1,8 @@
 """Table 5 (paper Sec. 5.5): response time, measured three ways, in one place.
 
-- **Batch 1** (``batch1_latency``): greedy decoding with KV cache, one request at a time, after two warm-up
-  requests; mean and 95% bootstrap interval over requests, and generated tokens.
+- **Batch 1** (``interleaved_batch1``): greedy decoding with KV cache, one request at a time, the planners taking
+  turns request by request after two warm-up requests each; mean and 95% bootstrap interval over requests,
+  generated tokens, and ratios between planners with intervals (``latency_ratio``).
 - **Under load** (``serve`` + ``open_loop``): a planner served over HTTP on loopback by one worker (requests
   queue, as on one serving replica); a client sends requests open-loop, the i-th leaving at i / qps seconds
   whatever happened to the earlier ones, so a slow model builds a queue and its response times grow. Bounded
@@ -34,12 +35,50 @@ from ..core.metrics import bootstrap_ci
 from ..training.generation import StudentPlanner
 
 
-def batch1_latency(planner: StudentPlanner, rows: Sequence[GsisrRow], max_new_tokens: int,
-                   desc: str = "latency") -> dict[str, float]:
-    """Mean response time (with its 95% bootstrap interval over requests) and generated tokens per
-    request at batch 1 (greedy, KV cache), after two warm-up requests."""
-    planner.generate(rows[:2], 1, max_new_tokens, progress=False)
-    return latency_summary(planner.generate(rows, 1, max_new_tokens, desc=desc))
+def interleaved_batch1(planners: Mapping[str, StudentPlanner], rows: Sequence[GsisrRow], max_new_tokens: int,
+                       desc: str = "latency") -> dict[str, list[dict]]:
+    """Batch-1 records (greedy, KV cache) of several planners timed request by request in turn: row i goes to
+    every planner before row i + 1 does, in an order rotated from row to row, after two warm-up requests each.
+    Drift in the machine's load (another process, the CPU's clock) then falls on every planner alike, so the
+    ratios between them hold from one run to the next (two separate loops gave CoT/PICD 2.74x and 1.68x)."""
+    from tqdm.auto import tqdm
+    names = list(planners)
+    for p in planners.values():
+        p.generate(rows[:2], 1, max_new_tokens, progress=False)
+    records: dict[str, list[dict]] = {n: [] for n in names}
+    for i, row in enumerate(tqdm(rows, desc=desc)):
+        for k in range(len(names)):
+            n = names[(i + k) % len(names)]
+            records[n].append(planners[n].generate([row], 1, max_new_tokens, progress=False)[0])
+    return records
+
+
+def latency_ratio(a: Sequence[dict], b: Sequence[dict], n_boot: int = 2000, seed: int = 0) -> dict[str, Any]:
+    """Mean response time of ``a`` over that of ``b`` (records of the same rows, in order) with a 95% bootstrap
+    interval resampling rows (a row's two times together)."""
+    x = np.array([r["latency_ms"] for r in a])
+    y = np.array([r["latency_ms"] for r in b])
+    if x.size != y.size or not x.size:
+        raise ValueError(f"latency_ratio needs the same rows timed for both planners ({x.size} vs {y.size})")
+    idx = np.random.default_rng(seed).integers(0, x.size, size=(n_boot, x.size))
+    boot = x[idx].mean(axis=1) / y[idx].mean(axis=1)
+    return {"ratio": float(x.mean() / y.mean()), "ci95": [float(v) for v in np.percentile(boot, [2.5, 97.5])]}
+
+
+#: Table 5's ratios between our runs: (slower, faster).
+TABLE5_PAIRS = (("CoT-SFT", "PICD (CALR)"), ("PICD (CALR)", "Direct-SFT"))
+
+
+def table5_ratios(records: Mapping[str, Sequence[dict]],
+                  pairs: Sequence[tuple[str, str]] = TABLE5_PAIRS) -> dict[str, dict[str, Any]]:
+    """Per pair (a, b) of runs timed together (``interleaved_batch1``): a's mean time over b's with its interval
+    (``latency_ratio``), the ratio of generated tokens, and the paper's ratio between the rows they stand for
+    (Table 5, 4B at QPS 10)."""
+    from ..core.paper import TABLE5, TABLE5_ROWS
+    tokens = lambda n: float(np.mean([r["new_tokens"] for r in records[n]]))
+    return {f"{a} / {b}": {**latency_ratio(records[a], records[b]), "tokens": tokens(a) / tokens(b),
+                           "paper (4B, QPS 10)": TABLE5["4B"][TABLE5_ROWS[a]] / TABLE5["4B"][TABLE5_ROWS[b]]}
+            for a, b in pairs}
 
 
 def latency_summary(records: Sequence[dict]) -> dict[str, float]:
@@ -50,7 +89,7 @@ def latency_summary(records: Sequence[dict]) -> dict[str, float]:
 
 
 def constrained_timing(records: Sequence[dict]) -> dict[str, Any]:
-    """Batch-1 timing of constrained-decoding records, in ``batch1_latency``'s form plus forward passes."""
+    """Batch-1 timing of constrained-decoding records, in ``latency_summary``'s form plus forward passes."""
     return {**latency_summary(records), "forward_passes": float(np.mean([r["forward_passes"] for r in records]))}
 
 

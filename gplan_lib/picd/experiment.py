@@ -21,7 +21,7 @@ from ..core.metrics import Scores
 from ..core.paper import PICD_SETTINGS
 from ..core.scaffold import K
 from ..core.prompt import PromptOptions, build_messages
-from ..evaluation.latency import batch1_latency
+from ..evaluation.latency import interleaved_batch1, latency_summary, table5_ratios
 from ..training.checkpoints import checkpoint, config_key, data_checkpoint, is_trained, train_or_reuse
 from ..training.generation import StudentPlanner, evaluate_student, model_card
 from ..training.launch import Launch, require_device, train_argv
@@ -218,9 +218,12 @@ class PICDExperiment:
         return evaluate_student(self.run_dir(v), list(rows if rows is not None else self.test_rows),
                                 self.cfg.eval, self.seed, desc=v.name)
 
-    def latency(self, v: Variant, n: int | None = None) -> dict[str, float]:
-        """Mean response time and generated tokens per request at batch 1 (greedy, KV cache)."""
+    def latency(self, variants: Sequence[Variant], n: int | None = None) -> tuple[dict[str, dict], dict[str, dict]]:
+        """Table 5 at batch 1: the variants timed in turn, request by request (``interleaved_batch1``), on the
+        first ``n`` (default ``eval.latency_requests``) rows; each one's mean time and tokens, and the ratios
+        between them with intervals (``table5_ratios``)."""
         ev = self.cfg.eval
-        return batch1_latency(StudentPlanner(self.run_dir(v)), self.test_rows[: n or ev.latency_requests],
-                              ev.max_new_tokens, desc=f"{v.name} latency")
+        records = interleaved_batch1({v.name: StudentPlanner(self.run_dir(v)) for v in variants},
+                                     self.test_rows[: n or ev.latency_requests], ev.max_new_tokens, desc="Table 5 latency")
+        return {name: latency_summary(r) for name, r in records.items()}, table5_ratios(records)
 

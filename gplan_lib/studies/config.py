@@ -1,4 +1,4 @@
-"""Typed settings of the regime study (configs/scales.yaml ``regimes``; ``studies/regimes.py``)."""
+"""Typed settings of the regime grid (configs/scales.yaml ``regimes``; ``studies/regimes.py``)."""
 from __future__ import annotations
 
 import dataclasses
@@ -25,15 +25,21 @@ class DPORun:
     tag: str = ""
     overrides: dict[str, Any] = field(default_factory=dict)   # TrainConfig fields, e.g. max_grad_norm: 0.0
 
+    @property
+    def label(self) -> str:
+        return f"{self.variant}-{self.tag}" if self.tag else self.variant
+
 
 @dataclass(frozen=True, kw_only=True)
 class RegimesConfig(ScaleSection):
     SECTION = "regimes"
 
     pretrain: PretrainConfig
-    picd_lrs: list[float]                # eta_struct values from the backbone (eta_polish keeps the scale's ratio)
-    schedules: list[str]                 # PICD schedules tried at each LR (calr, cosine, constant)
-    dpo_base: str                        # the PICD variant the DPO runs start from, e.g. "PICD (cosine)"
+    starts: list[str]                    # scratch and/or pretrained (from a backbone pretrained on prompts only)
+    picd_lrs: list[float]                # eta_struct values (eta_polish keeps the scale's ratio)
+    schedules: list[str]                 # PICD schedules at each start and LR (cosine, constant, calr)
+    seeds: list[int]                     # training seeds of every cell and DPO run
+    dpo_bases: list[str]                 # the seed study's PICD variants the DPO runs start from, e.g. "PICD (CALR)"
     dpo: list[dict[str, Any]]            # each {variant, tag?, <TrainConfig field>: value, ...}
 
     def dpo_runs(self, where: str = "regimes.dpo") -> list[DPORun]:
@@ -54,3 +60,11 @@ class RegimesConfig(ScaleSection):
 
     def __post_init__(self):
         self.dpo_runs()  # a misspelt DPO override fails when the config is built
+        labels = [r.label for r in self.dpo_runs()]
+        if len(set(labels)) < len(labels):
+            raise ConfigError(f"regimes.dpo: two runs share a variant and tag ({labels}); give one a tag")
+        for key, values, allowed in (("starts", self.starts, ("scratch", "pretrained")),
+                                     ("schedules", self.schedules, ("cosine", "constant", "calr"))):
+            bad = sorted(set(values) - set(allowed))
+            if bad:
+                raise ConfigError(f"regimes.{key}: unknown {', '.join(map(repr, bad))}; choose from {', '.join(allowed)}")

@@ -40,8 +40,7 @@ from ..training.checkpoints import checkpoint
 from ..training.launch import Launch, train_argv
 from ..synthesis.calibration import user_folds
 from ..training.parallel import Job, run_jobs
-from .seed_study import mcnemar_exact, sign_flip_test
-from .stats import holm
+from .stats import holm, mcnemar_exact, sign_flip_test
 
 SOURCES = ("world", "calibrated world", "real, teacher labels", "real, gold plans", "mixture")
 REFERENCES = ("offline teacher", "three-rule floor")
