@@ -243,8 +243,8 @@ class RegimeGrid:
     def _axis(self, name: str) -> list:
         return [v for v in getattr(self.rcfg, name) if name not in self.only or v in self.only[name]]
 
-    def cells(self) -> list[Cell]:
-        return [Cell(start, lr, sched, s) for s in self.seeds for start in self._axis("starts")
+    def cells(self, seeds: Sequence[int] | None = None) -> list[Cell]:
+        return [Cell(start, lr, sched, s) for s in (self.seeds if seeds is None else seeds) for start in self._axis("starts")
                 for lr in self._axis("picd_lrs") for sched in self._axis("schedules")]
 
     def _key(self, **what: Any) -> str:
@@ -302,9 +302,9 @@ class RegimeGrid:
         """regimes.json from every stored result that matches the current settings (a grid run in parts shows the
         seeds it has per cell): per cell and per DPO run, the per-seed values, their mean and sd."""
         stored_seeds = {int(p.name.removeprefix("seed-")) for p in self.store.glob("seed-*") if p.name[5:].isdigit()}
-        self.seeds = sorted(set(self.seeds) | stored_seeds)
+        seeds = sorted(set(self.seeds) | stored_seeds)
         picd: dict[str, Any] = {}
-        for c in self.cells():
+        for c in self.cells(seeds):
             key, path = self._cell_file(c)
             r = _stored(path, key)
             if r is None:
@@ -317,7 +317,7 @@ class RegimeGrid:
         dpo: dict[str, Any] = {}
         for base in self.rcfg.dpo_bases:
             for run in (None, *self.rcfg.dpo_runs()):
-                for s in self.seeds:
+                for s in seeds:
                     key, path = self._dpo_file(base, run, s)
                     r = _stored(path, key)
                     if r is None:
@@ -332,7 +332,7 @@ class RegimeGrid:
             g["stats"] = {m: _stats(v) for m, v in g["per_seed"].items()}
         return {"scale": self.scale, "config": as_written(self.rcfg), "picd": picd, "dpo": dpo,
                 "design": (f"grid: start {self.rcfg.starts} x eta_struct {self.rcfg.picd_lrs} x schedule "
-                           f"{self.rcfg.schedules}, DPO from {self.rcfg.dpo_bases}; training seeds {self.seeds} "
+                           f"{self.rcfg.schedules}, DPO from {self.rcfg.dpo_bases}; training seeds {seeds} "
                            "(a backbone per seed); per cell the seeds stored so far")}
 
 

@@ -63,7 +63,7 @@ def seed_key(scale: str, seed: int) -> str:
     manifest = output_dirs(scale).data / "manifest.json"
     cfg = {k: section(scale, k) for k in ("synth", "picd", "sc_dpo")}
     return config_key({"cfg": cfg, "seed": seed, "data": manifest.read_text() if manifest.is_file() else None,
-                       "metrics": SEED_METRICS, "row_ids": True})
+                       "metrics": SEED_METRICS, "row_ids": True})  # files without row ids or these metrics are redone
 
 
 def stored(scale: str, seed: int) -> dict[str, Any] | None:
