@@ -198,3 +198,21 @@ def test_published_results_record_what_produced_them(tmp_path):
     assert written["provenance"] == provenance() and {"cpu_capability", "torch", "mkl", "onednn"} <= set(written["provenance"])
     kept = json.loads(write_result(tmp_path / "k.json", {"provenance": {"cpu": "x"}}).read_text())
     assert kept["provenance"] == {"cpu": "x"}
+
+
+def test_every_committed_result_says_what_produced_it():
+    """Every JSON under results/cpu/ carries a provenance entry with the CPU capability and the library versions
+    (a study's per-seed entries each), or - for a file made before provenance existed - says what was not
+    recorded (issue 23)."""
+    files = sorted((REPO / "results" / "cpu").glob("*.json"))
+    assert files
+    for path in files:
+        prov = json.loads(path.read_text()).get("provenance")
+        assert isinstance(prov, dict), path.name
+        entries = list(prov.values()) if all(isinstance(v, dict) for v in prov.values()) else [prov]
+        for entry in entries:
+            assert {"cpu_capability", "torch", "transformers"} <= set(entry), path.name
+            if entry.get("recorded") is False:
+                assert entry["note"] and entry["torch"], path.name
+            else:
+                assert entry["cpu_capability"] and entry["mkl"] and entry["onednn"], path.name

@@ -27,7 +27,8 @@ def _per_seed(rng, seeds=(2, 0, 1), n_rows=50):
                           "nes": list(rng.random(n_rows)), "validity": list(rng.integers(0, 2, n_rows).astype(float)),
                           "latent_valid": list(rng.integers(0, 2, n_rows).astype(float))} for n in names},
              "sensitivity": {n: {"double_difference_positive": 0.5, "double_difference_mean": 0.0,
-                                 "reward_accuracy": None} for n in ("PICD (CALR)", *DPO_RUNS)}}
+                                 "reward_accuracy": None, "logp_chosen_mean": -3.0 - s}
+                             for n in ("PICD (CALR)", *DPO_RUNS)}}
             for s in seeds]
 
 
@@ -50,6 +51,7 @@ def test_summary_has_the_issue_shape():
         for t in ("seed_t", "bootstrap"):
             assert v[t]["p_holm"] == adjusted[f"{k} / {t}"] >= v[t]["p"]
     assert "38 tests" in out["tests"]
+    assert out["sensitivity"]["+ Vanilla DPO"]["logp_chosen_mean"] == [-3.0, -4.0, -5.0]  # by seed, in seed order
 
 
 def test_per_row_outcomes_round_trip_and_recompute_every_test(tmp_path):
@@ -168,3 +170,13 @@ def test_paper_claims_verdicts_follow_both_tests_and_the_papers_sign():
     assert rows[4]["interval over seeds (0.9917)"] == "[-0.214, +0.414]"
     assert rows[0]["paper's claim"] == "PICD (CALR) above PICD (cosine) on Acc@1 (0.626 vs 0.624)"
     assert rows[3]["paper's claim"] == "PICD (CALR) equal to PICD (constant) on Latent-Valid (1 vs 1)"
+
+
+def test_docs_carry_the_committed_seed_study():
+    """docs/results.md shows the committed seed study's tables exactly as ``evidence.docs_tables`` renders them from
+    results/cpu/seeds.json, so the page cannot drift from the file (regenerate: python -m gplan_lib.core.evidence
+    results/cpu/seeds.json)."""
+    from gplan_lib.core.evidence import docs_tables
+    page = (ROOT / "docs" / "results.md").read_text()
+    for name, table in docs_tables(json.loads((ROOT / "results" / "cpu" / "seeds.json").read_text())).items():
+        assert table in page, f"docs/results.md: the {name} table differs from results/cpu/seeds.json"

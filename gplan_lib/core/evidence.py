@@ -81,6 +81,47 @@ def paper_claims(summary: dict[str, Any], alpha: float = 0.05) -> list[dict[str,
     return rows
 
 
+def markdown(rows: Sequence[Mapping[str, Any]]) -> str:
+    """Rows (dicts with the same keys) as a GitHub markdown table."""
+    head = list(rows[0])
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    return "\n".join(lines + ["| " + " | ".join(str(r[h]) for h in head) + " |" for r in rows])
+
+
+def _spread(values: Sequence[float | None], fmt: str = ".3f") -> str:
+    v = np.asarray([x for x in values if x is not None], float)
+    return "-" if v.size == 0 else f"{v.mean():{fmt}} ({v.min():{fmt}} to {v.max():{fmt}})"
+
+
+def docs_tables(summary: dict[str, Any]) -> dict[str, str]:
+    """The seed study as docs/results.md shows it (a test checks that the page carries these tables verbatim):
+    each run over seeds beside the paper, every paired test, the paper's claims with verdicts, and the context
+    sensitivity of the DPO runs."""
+    ms = lambda v: f"{np.mean(v):.3f} ± {np.std(v, ddof=1) if len(v) > 1 else 0:.3f}"
+    runs = [{"run": n, "Acc@1 mean ± sd (min-max)": f"{ms(r['acc1'])} ({min(r['acc1']):.3f}-{max(r['acc1']):.3f})",
+             **{METRIC_NAMES[m]: ms(r[m]) for m in ("ndcg3", "nes", "validity", "latent_valid")},
+             "paper Acc@1 / NDCG@3 / NES / LV": " / ".join(f"{PAPER_ROWS[n][m]:g}" for m in
+                                                          ("acc1", "ndcg3", "nes", "latent_valid") if m in PAPER_ROWS[n])}
+            for n, r in summary["runs"].items()]
+    paired = []
+    for key, v in summary["paired"].items():
+        pair, metric = key.rsplit(" / ", 1)
+        t, b = v["seed_t"], v["bootstrap"]
+        paired.append({"comparison (A vs B)": pair, "metric": METRIC_NAMES.get(metric, metric),
+                       "Δ [95% CI over seeds]": f"{t['diff']:+.3f} [{t['ci95'][0]:+.3f}, {t['ci95'][1]:+.3f}]",
+                       "seeds A > B": f"{sum(d > 0 for d in v['per_seed_diff'])} of {len(v['per_seed_diff'])}",
+                       "seed t p (Holm)": f"{t['p']:.3g} ({t['p_holm']:.3g})",
+                       "bootstrap Δ [95% CI]": f"{b['diff']:+.3f} [{b['ci95'][0]:+.3f}, {b['ci95'][1]:+.3f}]",
+                       "bootstrap p (Holm)": f"{b['p']:.3g} ({b['p_holm']:.3g})"})
+    sens = [{"model": n, "DD > 0: mean (min to max over seeds)": _spread(v["double_difference_positive"]),
+             "DD mean, nats": _spread(v["double_difference_mean"], ".2f"),
+             "reward accuracy": _spread(v["reward_accuracy"]),
+             "held-out log p(y+), nats": _spread(v.get("logp_chosen_mean", []), ".2f")}
+            for n, v in summary["sensitivity"].items()]
+    return {"runs": markdown(runs), "paired": markdown(paired), "claims": markdown(paper_claims(summary)),
+            "sensitivity": markdown(sens)}
+
+
 #: The columns of the regime grid's tables: metric -> header.
 REGIME_PICD = {"acc1": "Acc@1", "nes": "NES", "latent_valid": "Latent-Valid", "final_train_loss_json": "final L_json",
                "double_difference_positive": "DD > 0"}
@@ -158,3 +199,11 @@ def plot_regimes(results: dict[str, Any], path: str | Path | None = None):
     b.legend(fontsize=8)
     b.set_title("DPO runs by base (bar: mean over seeds; dots: seeds)")
     return save_figure(fig, path)
+
+
+if __name__ == "__main__":  # python -m gplan_lib.core.evidence results/cpu/seeds.json: the tables of docs/results.md
+    import json
+    import sys
+
+    for name, table in docs_tables(json.loads(Path(sys.argv[1]).read_text())).items():
+        print(f"<!-- {name} -->\n{table}\n")

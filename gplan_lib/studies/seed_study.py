@@ -146,13 +146,14 @@ def paired_tests(per_row: dict[str, dict[str, np.ndarray]]) -> dict[str, Any]:
 
 def summarise(per_seed: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """The seeds.json document: per run, the seeds and each seed's mean metrics; per comparison and metric, the
-    tests of ``paired_tests``; the context sensitivity and each seed's provenance."""
+    tests of ``paired_tests``; the context sensitivity (with the held-out chosen plans' mean log-probability, whose
+    fall is the drift of Sec. 4.2) and each seed's provenance."""
     per_seed = sorted(per_seed, key=lambda s: s["seed"])
     seeds, per_row = outcomes(per_seed)
     runs = {n: {"seeds": seeds, **{m: [float(x) for x in v[m].mean(axis=1)] for m in SEED_METRICS}}
             for n, v in per_row.items()}
     sensitivity = {n: {k: [s["sensitivity"][n][k] for s in per_seed] for k in
-                       ("double_difference_positive", "double_difference_mean", "reward_accuracy")}
+                       ("double_difference_positive", "double_difference_mean", "reward_accuracy", "logp_chosen_mean")}
                    for n in ("PICD (CALR)", *DPO_RUNS) if all(n in s.get("sensitivity", {}) for s in per_seed)}
     paired = paired_tests(per_row)
     return {"scale": per_seed[0]["scale"], "n_rows_per_seed": per_seed[0]["n_rows"], "runs": runs, "paired": paired,
