@@ -140,15 +140,17 @@ def test_regime_grid_launches_each_run_once_and_summarises_what_is_stored(ci_dat
     for seed, acc in ((0, 0.5), (1, 0.7)):  # two seeds of one cell stored, as two parts of the study would
         cell = regimes.Cell("scratch", 0.002, "calr", seed)
         key, path = grid._cell_file(cell)
-        regimes._store(path, {"key": key, **{m: acc for m in regimes.GRID_METRICS}})
+        regimes._store(path, {"key": key, **{m: acc for m in regimes.GRID_METRICS}, "provenance": {"cpu_capability": f"ISA{seed}"}})
     assert not any(j.name.startswith("scratch, calr, 0.002, seed 0: score") for j in grid.jobs())
     out = regimes.RegimeGrid("ci").summarise()
     cell = out["picd"]["scratch, calr, 0.002"]
     assert cell["seeds"] == [0, 1] and cell["per_seed"]["acc1"] == [0.5, 0.7]
     assert cell["stats"]["acc1"]["mean"] == pytest.approx(0.6) and cell["stats"]["acc1"]["sd"] == pytest.approx(0.1414, abs=1e-4)
     assert list(out["picd"]) == ["scratch, calr, 0.002"] and out["dpo"] == {}
-    assert regime_tables(out)[0] == [{"run": "scratch, calr, 0.002", "seeds": 2, "Acc@1": "0.600 ± 0.141",
-                                      "NES": "0.600 ± 0.141", "Latent-Valid": "0.600 ± 0.141",
+    assert out["provenance"] == {"seed 0": {"cpu_capability": "ISA0"}, "seed 1": {"cpu_capability": "ISA1"}}
+    assert regime_tables(out)[0] == [{"run": "scratch, calr, 0.002", "seeds": "0, 1", "Acc@1 by seed": "0.500 / 0.700",
+                                      "Acc@1": "0.600 ± 0.141",
+                                      "NES": "0.600 ± 0.141", "validity": "0.600 ± 0.141", "Latent-Valid": "0.600 ± 0.141",
                                       "final L_json": "0.600 ± 0.141", "DD > 0": "0.600 ± 0.141"}]
 
 
@@ -180,3 +182,18 @@ def test_docs_carry_the_committed_seed_study():
     page = (ROOT / "docs" / "results.md").read_text()
     for name, table in docs_tables(json.loads((ROOT / "results" / "cpu" / "seeds.json").read_text())).items():
         assert table in page, f"docs/results.md: the {name} table differs from results/cpu/seeds.json"
+
+
+def test_docs_carry_the_committed_regime_grid():
+    """docs/results.md shows whatever part of the regime grid is committed, as ``evidence.regime_docs_tables``
+    renders it from results/cpu/regimes.json (regenerate: python -m gplan_lib.core.evidence results/cpu/regimes.json)."""
+    from gplan_lib.core.evidence import regime_docs_tables
+    path = ROOT / "results" / "cpu" / "regimes.json"
+    page = (ROOT / "docs" / "results.md").read_text()
+    if not path.is_file():
+        assert "not yet run at the cpu scale" in page, "docs/results.md describes a regime grid that is not committed"
+        return
+    tables = regime_docs_tables(json.loads(path.read_text()))
+    assert tables, "results/cpu/regimes.json holds no run"
+    for name, table in tables.items():
+        assert table in page, f"docs/results.md: the {name} table differs from results/cpu/regimes.json"

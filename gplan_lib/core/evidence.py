@@ -123,8 +123,8 @@ def docs_tables(summary: dict[str, Any]) -> dict[str, str]:
 
 
 #: The columns of the regime grid's tables: metric -> header.
-REGIME_PICD = {"acc1": "Acc@1", "nes": "NES", "latent_valid": "Latent-Valid", "final_train_loss_json": "final L_json",
-               "double_difference_positive": "DD > 0"}
+REGIME_PICD = {"acc1": "Acc@1", "nes": "NES", "validity": "validity", "latent_valid": "Latent-Valid",
+               "final_train_loss_json": "final L_json", "double_difference_positive": "DD > 0"}
 REGIME_DPO = {"acc1": "Acc@1", "nes": "NES", "validity": "validity", "latent_valid": "Latent-Valid",
               "double_difference_positive": "DD > 0", "double_difference_mean": "DD mean",
               "reward_accuracy": "reward acc.", "grad_share_above_clip": "steps above clip"}
@@ -137,9 +137,11 @@ def _mean_sd(stats: Mapping[str, Any]) -> str:
 
 
 def regime_tables(results: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """The regime grid's PICD cells and DPO runs as rows (for display with pandas): the seeds stored and each
-    metric as mean ± sd over them."""
-    rows = lambda part, cols: [{"run": k, "seeds": len(v["seeds"]), **{h: _mean_sd(v["stats"][m]) for m, h in cols.items()}}
+    """The regime grid's PICD cells and DPO runs as rows (for display with pandas): the seeds stored, Acc@1 seed by
+    seed, and each metric as mean ± sd over them."""
+    by_seed = lambda v: " / ".join("-" if x is None else f"{x:.3f}" for x in v["per_seed"]["acc1"])
+    rows = lambda part, cols: [{"run": k, "seeds": ", ".join(map(str, v["seeds"])), "Acc@1 by seed": by_seed(v),
+                                **{h: _mean_sd(v["stats"][m]) for m, h in cols.items()}}
                                for k, v in results.get(part, {}).items()]
     return rows("picd", REGIME_PICD), rows("dpo", REGIME_DPO)
 
@@ -201,9 +203,17 @@ def plot_regimes(results: dict[str, Any], path: str | Path | None = None):
     return save_figure(fig, path)
 
 
-if __name__ == "__main__":  # python -m gplan_lib.core.evidence results/cpu/seeds.json: the tables of docs/results.md
+def regime_docs_tables(results: dict[str, Any]) -> dict[str, str]:
+    """The regime grid as docs/results.md shows it (a test checks the page carries these verbatim): its PICD cells
+    and its DPO runs, each part only once a run of it is stored."""
+    picd, dpo = regime_tables(results)
+    return {name: markdown(rows) for name, rows in (("regimes-picd", picd), ("regimes-dpo", dpo)) if rows}
+
+
+if __name__ == "__main__":  # python -m gplan_lib.core.evidence results/cpu/{seeds,regimes}.json: docs/results.md's tables
     import json
     import sys
 
-    for name, table in docs_tables(json.loads(Path(sys.argv[1]).read_text())).items():
+    study = json.loads(Path(sys.argv[1]).read_text())
+    for name, table in (regime_docs_tables(study) if "picd" in study else docs_tables(study)).items():
         print(f"<!-- {name} -->\n{table}\n")

@@ -222,6 +222,19 @@ def score_dpo(scale: str, base: str, run: DPORun | None, seed: int, key: str, pa
     return _store(path, out)
 
 
+def _provenance_by_seed(machines: dict[int, dict[str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """What produced the stored runs: one entry per seed whose runs share a machine and library versions, else
+    one per run of that seed (a grid run in parts may span machines)."""
+    out: dict[str, dict[str, Any]] = {}
+    for seed, runs in sorted(machines.items()):
+        distinct = {json.dumps(v, sort_keys=True) for v in runs.values()}
+        if len(distinct) == 1:
+            out[f"seed {seed}"] = next(iter(runs.values()))
+        else:
+            out.update({f"seed {seed}: {run}": v for run, v in runs.items()})
+    return out
+
+
 class RegimeGrid:
     """The grid of the module docstring at one scale: its launches, its scoring jobs and its summary."""
 
@@ -304,6 +317,7 @@ class RegimeGrid:
         stored_seeds = {int(p.name.removeprefix("seed-")) for p in self.store.glob("seed-*") if p.name[5:].isdigit()}
         seeds = sorted(set(self.seeds) | stored_seeds)
         picd: dict[str, Any] = {}
+        machines: dict[int, dict[str, dict[str, Any]]] = {}  # seed -> run -> the provenance of its stored result
         for c in self.cells(seeds):
             key, path = self._cell_file(c)
             r = _stored(path, key)
@@ -312,6 +326,7 @@ class RegimeGrid:
             g = picd.setdefault(c.group, {"start": c.start, "schedule": c.schedule, "eta_struct": c.lr, "seeds": [],
                                           "per_seed": {m: [] for m in GRID_METRICS}})
             g["seeds"].append(c.seed)
+            machines.setdefault(c.seed, {})[c.group] = r.get("provenance")
             for m in GRID_METRICS:
                 g["per_seed"][m].append(r.get(m))
         dpo: dict[str, Any] = {}
@@ -326,11 +341,13 @@ class RegimeGrid:
                     g = dpo.setdefault(f"{base} -> {label}", {"base": base, "variant": label, "seeds": [],
                                                               "per_seed": {m: [] for m in DPO_METRICS}})
                     g["seeds"].append(s)
+                    machines.setdefault(s, {})[f"{base} -> {label}"] = r.get("provenance")
                     for m in DPO_METRICS:
                         g["per_seed"][m].append(r.get(m))
         for g in (*picd.values(), *dpo.values()):
             g["stats"] = {m: _stats(v) for m, v in g["per_seed"].items()}
         return {"scale": self.scale, "config": as_written(self.rcfg), "picd": picd, "dpo": dpo,
+                "provenance": _provenance_by_seed(machines),
                 "design": (f"grid: start {self.rcfg.starts} x eta_struct {self.rcfg.picd_lrs} x schedule "
                            f"{self.rcfg.schedules}, DPO from {self.rcfg.dpo_bases}; training seeds {seeds} "
                            "(a backbone per seed); per cell the seeds stored so far")}
