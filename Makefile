@@ -63,7 +63,9 @@ seeds: setup
 	$(BIN)/python -m gplan_lib.studies.seed_study --scale $(SCALE) --seeds $(SEEDS)
 
 # The regime grid in parts: e.g. make regimes REGIMES="--seeds 0 --starts pretrained" (python -m
-# gplan_lib.studies.regimes --help); every part's results are stored, and regimes.json holds all of them.
+# gplan_lib.studies.regimes --help); every part's results are stored, and regimes.json holds all of them. Each scored
+# run is also a line of the committed results/$(SCALE)/regimes_runs.jsonl, so a fresh clone trains only the runs it
+# lacks (and the backbones, DPO bases and references those need: weights are not committed).
 regimes: setup
 	$(BIN)/gplan synth --scale $(SCALE)
 	$(BIN)/python -m gplan_lib.studies.regimes --scale $(SCALE) $(REGIMES)

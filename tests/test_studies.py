@@ -116,15 +116,23 @@ def test_pretraining_corpus_holds_prompts_only():
         assert text.rstrip().endswith("assistant") and "工具名称" not in text and "THOUGHT" not in text
 
 
-def test_regime_grid_launches_each_run_once_and_summarises_what_is_stored(ci_dataset, tmp_path, monkeypatch):
+def test_regime_grid_launches_each_run_once_and_summarises_what_is_stored(ci_dataset, tmp_path, monkeypatch, capsys):
     """The grid at ci (scratch and pretrained x two LRs x CALR, DPO from PICD-CALR): the scratch cell at the scale's
     LR and the DPO base are one launch, pretrained cells wait for their seed's backbone, a stored cell is skipped,
-    and the summary holds per-seed values with mean and sd of whatever is stored."""
+    and the summary holds per-seed values with mean and sd of whatever is stored; the committed ledger of runs
+    carries them to a new machine (nothing stored locally), where they are neither retrained nor lost."""
+    import shutil
     import gplan_lib.studies.regimes as regimes
+    from gplan_lib.core.config import OutputDirs
     from gplan_lib.core.evidence import regime_tables
     from gplan_lib.training.launch import Launch
     monkeypatch.setenv("GPLAN_CHECKPOINTS", str(tmp_path / "ck"))
     monkeypatch.setattr(regimes, "OUTPUTS", tmp_path / "runs")
+    monkeypatch.setattr(regimes, "published_dirs", lambda scale: OutputDirs(tmp_path / "results", tmp_path / "figures",
+                                                                            tmp_path / "data"))
+    (tmp_path / "results").mkdir()
+    written = []
+    monkeypatch.setattr(regimes, "write_study", lambda scale, name, summary, plot: written.append(summary))
     grid = regimes.RegimeGrid("ci")
     jobs = grid.jobs()
     launches = [j for j in jobs if isinstance(j, Launch)]
@@ -142,7 +150,8 @@ def test_regime_grid_launches_each_run_once_and_summarises_what_is_stored(ci_dat
         key, path = grid._cell_file(cell)
         regimes._store(path, {"key": key, **{m: acc for m in regimes.GRID_METRICS}, "provenance": {"cpu_capability": f"ISA{seed}"}})
     assert not any(j.name.startswith("scratch, calr, 0.002, seed 0: score") for j in grid.jobs())
-    out = regimes.RegimeGrid("ci").summarise()
+    out, runs = regimes.RegimeGrid("ci").summarise()
+    assert sorted(runs) == ["seed-0/scratch-calr-lr0.002", "seed-1/scratch-calr-lr0.002"]
     cell = out["picd"]["scratch, calr, 0.002"]
     assert cell["seeds"] == [0, 1] and cell["per_seed"]["acc1"] == [0.5, 0.7]
     assert cell["stats"]["acc1"]["mean"] == pytest.approx(0.6) and cell["stats"]["acc1"]["sd"] == pytest.approx(0.1414, abs=1e-4)
@@ -152,6 +161,28 @@ def test_regime_grid_launches_each_run_once_and_summarises_what_is_stored(ci_dat
                                       "Acc@1": "0.600 ± 0.141",
                                       "NES": "0.600 ± 0.141", "validity": "0.600 ± 0.141", "Latent-Valid": "0.600 ± 0.141",
                                       "final L_json": "0.600 ± 0.141", "DD > 0": "0.600 ± 0.141"}]
+    regimes.RegimeGrid("ci").write()
+    assert written == [out]
+    shutil.rmtree(tmp_path / "runs")  # a new machine: only the committed ledger is left
+    fresh = regimes.RegimeGrid("ci")
+    assert sorted(fresh.committed) == sorted(runs) and fresh.summarise()[0] == out
+    assert not any(j.name.startswith("scratch, calr, 0.002, seed 0: score") for j in fresh.jobs())
+    ledger = (tmp_path / "results" / regimes.LEDGER)
+    stale = '{"run": "seed-5/scratch-calr-lr0.002", "key": "made-under-other-settings"}\n'
+    ledger.write_text(ledger.read_text() + stale)
+    regimes.RegimeGrid("ci").write()  # a record of other settings: kept in the ledger, not summarised
+    assert json.loads(stale) in [json.loads(line) for line in ledger.read_text().splitlines()] and written[-1] == out
+    ledger.write_text(ledger.read_text() + "{not json\n")
+    with pytest.raises(ValueError, match=r"regimes_runs.jsonl, line 4: not JSON"):
+        regimes.RegimeGrid("ci")
+    ledger.write_text('{"run": "foo/x", "key": "k"}\n')
+    with pytest.raises(ValueError, match=r"line 1: run 'foo/x' is not named seed-<s>/<run>"):
+        regimes.RegimeGrid("ci")
+    ledger.write_text('{"run": "seed-0/x", "key": "k"}\n[1]\n')
+    with pytest.raises(ValueError, match=r"line 2: a run record must be an object with string fields 'run' and 'key'"):
+        regimes.RegimeGrid("ci")
+    assert regimes.main(["--scale", "ci", "--summarise-only"]) == 2  # the study's command: a message, no traceback
+    assert "regimes_runs.jsonl, line 2: a run record" in capsys.readouterr().err
 
 
 def test_paper_claims_verdicts_follow_both_tests_and_the_papers_sign():
@@ -197,3 +228,45 @@ def test_docs_carry_the_committed_regime_grid():
     assert tables, "results/cpu/regimes.json holds no run"
     for name, table in tables.items():
         assert table in page, f"docs/results.md: the {name} table differs from results/cpu/regimes.json"
+
+
+def test_regime_contrasts_pair_cells_differing_in_one_factor_by_seed_and_holm_correct():
+    """Hand-built grid: start, eta_struct and schedule contrasts pair cells that differ in that factor alone, on the
+    seeds both sides have; DPO runs are compared with their base, SC-DPO with vanilla and ablations with SC-DPO; the
+    p-values are scipy's paired t and Holm's step-down over the whole family."""
+    from scipy import stats as sps
+    from gplan_lib.studies.contrasts import contrasts
+    from gplan_lib.studies.stats import holm
+    cell = lambda start, lr, sched, seeds, acc: {"start": start, "eta_struct": lr, "schedule": sched, "seeds": seeds,
+                                                  "per_seed": {"acc1": acc}}
+    picd = {"scratch, calr, 0.002": cell("scratch", 0.002, "calr", [0, 1, 2], [0.5, 0.6, 0.7]),
+            "scratch, cosine, 0.002": cell("scratch", 0.002, "cosine", [0, 1, 2], [0.4, 0.6, 0.5]),
+            "pretrained, calr, 0.002": cell("pretrained", 0.002, "calr", [1, 2, 3], [0.7, 0.9, 0.1]),
+            "scratch, calr, 0.0004": cell("scratch", 0.0004, "calr", [0, 2], [0.1, 0.9]),
+            "scratch, constant, 0.0004": cell("scratch", 0.0004, "constant", [0], [0.1]),   # one seed: no test
+            "pretrained, cosine, 0.0004": cell("pretrained", 0.0004, "cosine", [0, 1], [0.3, 0.2])}  # no partner
+    run = lambda variant, acc: {"base": "PICD (CALR)", "variant": variant, "seeds": [0, 1, 2], "per_seed": {"acc1": acc}}
+    dpo = {"PICD (CALR) -> base": run("base", [0.5, 0.6, 0.7]), "PICD (CALR) -> vanilla": run("vanilla", [0.4, 0.5, 0.7]),
+           "PICD (CALR) -> sc": run("sc", [0.6, 0.6, 0.8]), "PICD (CALR) -> sc-no-gap": run("sc-no-gap", [0.6, 0.5, 0.8]),
+           "PICD (cosine) -> sc": {**run("sc", [0.2, 0.3, 0.4]), "base": "PICD (cosine)"}}  # no pair across bases
+    out = contrasts(picd, dpo, [0.002, 0.0004])
+    got = out["by_contrast"]
+    assert {k: v["family"] for k, v in got.items()} == {
+        "scratch, calr, 0.002 vs scratch, cosine, 0.002": "schedule",
+        "pretrained, calr, 0.002 vs scratch, calr, 0.002": "start",
+        "scratch, calr, 0.0004 vs scratch, calr, 0.002": "eta_struct",
+        "PICD (CALR) -> vanilla vs PICD (CALR) -> base": "DPO", "PICD (CALR) -> sc vs PICD (CALR) -> base": "DPO",
+        "PICD (CALR) -> sc-no-gap vs PICD (CALR) -> base": "DPO", "PICD (CALR) -> sc vs PICD (CALR) -> vanilla": "DPO",
+        "PICD (CALR) -> sc-no-gap vs PICD (CALR) -> sc": "DPO"}
+    start = got["pretrained, calr, 0.002 vs scratch, calr, 0.002"]
+    assert start["seeds"] == [1, 2] and start["per_seed_diff"] == [0.1, 0.2]   # seeds 1 and 2 only
+    assert start["p"] == pytest.approx(sps.ttest_rel([0.7, 0.9], [0.6, 0.7]).pvalue)
+    sched = got["scratch, calr, 0.002 vs scratch, cosine, 0.002"]
+    assert sched["diff"] == pytest.approx(0.1) and sched["p"] == pytest.approx(sps.ttest_rel([0.5, 0.6, 0.7], [0.4, 0.6, 0.5]).pvalue)
+    adjusted = holm({k: v["p"] for k, v in got.items()})
+    assert all(v["p_holm"] == adjusted[k] >= v["p"] for k, v in got.items())
+    eta = got["scratch, calr, 0.0004 vs scratch, calr, 0.002"]   # the smaller LR minus the scale's, on seeds 0 and 2
+    assert eta["seeds"] == [0, 2] and eta["per_seed_diff"] == [-0.4, 0.2]
+    ps = sorted(v["p"] for v in got.values())   # Holm by hand: the smallest p times the family size, capped at 1
+    assert min(v["p_holm"] for v in got.values()) == pytest.approx(min(1.0, 8 * ps[0]))
+    assert out["test"].endswith("Holm over all 8 contrasts")

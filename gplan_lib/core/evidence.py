@@ -203,11 +203,23 @@ def plot_regimes(results: dict[str, Any], path: str | Path | None = None):
     return save_figure(fig, path)
 
 
+def regime_contrast_rows(results: dict[str, Any], families: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    """The grid's contrasts (``studies.regimes.contrasts``; those of ``families`` if given) as rows, smallest raw p
+    first; the Holm p is over every contrast of the grid, not only those shown."""
+    by = results.get("contrasts", {}).get("by_contrast", {})
+    return [{"contrast (Acc@1)": k, "factor": v["family"], "seeds": ", ".join(map(str, v["seeds"])),
+             "A - B by seed": " / ".join(f"{d:+.3f}" for d in v["per_seed_diff"]),
+             "mean [95% CI]": f"{v['diff']:+.3f} [{v['ci95'][0]:+.3f}, {v['ci95'][1]:+.3f}]",
+             "p (seed t)": f"{v['p']:.3f}", "Holm p": f"{v['p_holm']:.2f}"}
+            for k, v in sorted(by.items(), key=lambda kv: (kv[1]["p"], kv[0])) if families is None or v["family"] in families]
+
+
 def regime_docs_tables(results: dict[str, Any]) -> dict[str, str]:
-    """The regime grid as docs/results.md shows it (a test checks the page carries these verbatim): its PICD cells
-    and its DPO runs, each part only once a run of it is stored."""
+    """The regime grid as docs/results.md shows it (a test checks the page carries these verbatim): its PICD cells,
+    its DPO runs and its contrasts, each only once something of it is stored."""
     picd, dpo = regime_tables(results)
-    return {name: markdown(rows) for name, rows in (("regimes-picd", picd), ("regimes-dpo", dpo)) if rows}
+    parts = (("regimes-picd", picd), ("regimes-dpo", dpo), ("regimes-contrasts", regime_contrast_rows(results)))
+    return {name: markdown(rows) for name, rows in parts if rows}
 
 
 if __name__ == "__main__":  # python -m gplan_lib.core.evidence results/cpu/{seeds,regimes}.json: docs/results.md's tables

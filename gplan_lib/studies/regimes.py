@@ -14,14 +14,17 @@ two mattered, so this is a grid, every cell over several training seeds:
 Each cell records Acc@1, NDCG@3, NES, validity, Latent-Valid, the final JSON loss and the likelihood-based context
 sensitivity; each DPO run also its final rewards and how often the gradient norm exceeded the clip. Every run
 trains as a launched ``gplan train`` (one-thread workers side by side on a CPU) and is scored in a worker; each
-result is stored under runs/<scale>/regimes/ with a key of its settings, so the grid runs in parts (``--seeds``,
-``--starts``, ...) and ``regimes.json`` holds every seed stored so far. Results: results/<scale>/regimes.json and a
-figure.
+result is stored under runs/<scale>/regimes/ with a key of its settings, and every stored result is also committed,
+one line per run, in results/<scale>/regimes_runs.jsonl: the grid runs in parts (``--seeds``, ``--starts``, ...),
+on one machine or over several (a new machine trains only the runs the committed file lacks, with the backbones and
+DPO bases they need: weights are not committed), and ``regimes.json`` holds every seed stored so far. Results:
+results/<scale>/regimes.json, regimes_runs.jsonl and a figure.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -49,6 +52,8 @@ from ..training.modeling import chat_prompt, load_for_training
 from ..training.parallel import Job, process_state, run_jobs
 from ..training.trainer import right_pad, training_arguments, warmup_steps
 from .config import DPORun, PretrainConfig, RegimesConfig
+from .contrasts import contrasts
+from .ledger import LEDGER, provenance_by_seed, read_ledger, write_ledger
 
 METRICS = ("acc1", "ndcg3", "nes", "validity", "latent_valid")
 SENSITIVITY = ("double_difference_positive", "double_difference_mean", "logp_chosen_mean")
@@ -222,19 +227,6 @@ def score_dpo(scale: str, base: str, run: DPORun | None, seed: int, key: str, pa
     return _store(path, out)
 
 
-def _provenance_by_seed(machines: dict[int, dict[str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
-    """What produced the stored runs: one entry per seed whose runs share a machine and library versions, else
-    one per run of that seed (a grid run in parts may span machines)."""
-    out: dict[str, dict[str, Any]] = {}
-    for seed, runs in sorted(machines.items()):
-        distinct = {json.dumps(v, sort_keys=True) for v in runs.values()}
-        if len(distinct) == 1:
-            out[f"seed {seed}"] = next(iter(runs.values()))
-        else:
-            out.update({f"seed {seed}: {run}": v for run, v in runs.items()})
-    return out
-
-
 class RegimeGrid:
     """The grid of the module docstring at one scale: its launches, its scoring jobs and its summary."""
 
@@ -247,6 +239,8 @@ class RegimeGrid:
         self.only = {k: list(v) for k, v in (only or {}).items() if v}
         self.dirs = published_dirs(scale)
         self.store = OUTPUTS / scale / "regimes"
+        self.ledger = self.dirs.results / LEDGER
+        self.committed = read_ledger(self.ledger)
         from ..core.config import output_dirs, section
         manifest = output_dirs(scale).data / "manifest.json"
         self._base_key = {"picd": section(scale, "picd"), "sc_dpo": section(scale, "sc_dpo"),
@@ -259,6 +253,11 @@ class RegimeGrid:
     def cells(self, seeds: Sequence[int] | None = None) -> list[Cell]:
         return [Cell(start, lr, sched, s) for s in (self.seeds if seeds is None else seeds) for start in self._axis("starts")
                 for lr in self._axis("picd_lrs") for sched in self._axis("schedules")]
+
+    def _result(self, path: Path, key: str) -> dict[str, Any] | None:
+        """A run's result stored on this machine, else its committed record, if either matches ``key``."""
+        record = self.committed.get(f"{path.parent.name}/{path.stem}")
+        return _stored(path, key) or (record if record and record["key"] == key else None)
 
     def _key(self, **what: Any) -> str:
         return config_key({**self._base_key, **what})
@@ -285,7 +284,7 @@ class RegimeGrid:
         for s in self.seeds:
             backbone = f"seed {s}: backbone"
             cells = [c for c in self.cells() if c.seed == s] if "picd" in parts else []
-            todo = [(c, key, path) for c in cells for key, path in [self._cell_file(c)] if _stored(path, key) is None]
+            todo = [(c, key, path) for c in cells for key, path in [self._cell_file(c)] if self._result(path, key) is None]
             if any(c.start == "pretrained" for c, *_ in todo):
                 out.append(Launch(backbone, self.scale, train_argv(self.scale, s, "backbone")))
             for c, key, path in todo:
@@ -293,7 +292,7 @@ class RegimeGrid:
                 out.append(Job(f"{c.name}: score", score_picd, (self.scale, c, key, path), (trained,)))
             for base in self._axis("dpo_bases") if "dpo" in parts else []:
                 todo_dpo = [(run, *self._dpo_file(base, run, s)) for run in (None, *self.rcfg.dpo_runs())]
-                todo_dpo = [t for t in todo_dpo if _stored(t[2], t[1]) is None]
+                todo_dpo = [t for t in todo_dpo if self._result(t[2], t[1]) is None]
                 if not todo_dpo:
                     continue
                 trained = train(Launch(f"seed {s}: {base}: train", self.scale, train_argv(self.scale, s, variant(base).slug)))
@@ -311,18 +310,22 @@ class RegimeGrid:
                                    after))
         return out
 
-    def summarise(self) -> dict[str, Any]:
-        """regimes.json from every stored result that matches the current settings (a grid run in parts shows the
-        seeds it has per cell): per cell and per DPO run, the per-seed values, their mean and sd."""
+    def summarise(self) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+        """regimes.json from every stored or committed result that matches the current settings (a grid run in parts
+        shows the seeds it has per cell): per cell and per DPO run, the per-seed values, their mean and sd, and the
+        grid's ``contrasts`` on Acc@1; and those results by run name (the ledger's records)."""
         stored_seeds = {int(p.name.removeprefix("seed-")) for p in self.store.glob("seed-*") if p.name[5:].isdigit()}
-        seeds = sorted(set(self.seeds) | stored_seeds)
+        committed_seeds = {int(name.split("/")[0].removeprefix("seed-")) for name in self.committed}
+        seeds = sorted(set(self.seeds) | stored_seeds | committed_seeds)
+        runs: dict[str, dict[str, Any]] = {}
         picd: dict[str, Any] = {}
         machines: dict[int, dict[str, dict[str, Any]]] = {}  # seed -> run -> the provenance of its stored result
         for c in self.cells(seeds):
             key, path = self._cell_file(c)
-            r = _stored(path, key)
+            r = self._result(path, key)
             if r is None:
                 continue
+            runs[f"{path.parent.name}/{path.stem}"] = r
             g = picd.setdefault(c.group, {"start": c.start, "schedule": c.schedule, "eta_struct": c.lr, "seeds": [],
                                           "per_seed": {m: [] for m in GRID_METRICS}})
             g["seeds"].append(c.seed)
@@ -334,9 +337,10 @@ class RegimeGrid:
             for run in (None, *self.rcfg.dpo_runs()):
                 for s in seeds:
                     key, path = self._dpo_file(base, run, s)
-                    r = _stored(path, key)
+                    r = self._result(path, key)
                     if r is None:
                         continue
+                    runs[f"{path.parent.name}/{path.stem}"] = r
                     label = "base" if run is None else run.label
                     g = dpo.setdefault(f"{base} -> {label}", {"base": base, "variant": label, "seeds": [],
                                                               "per_seed": {m: [] for m in DPO_METRICS}})
@@ -347,10 +351,20 @@ class RegimeGrid:
         for g in (*picd.values(), *dpo.values()):
             g["stats"] = {m: _stats(v) for m, v in g["per_seed"].items()}
         return {"scale": self.scale, "config": as_written(self.rcfg), "picd": picd, "dpo": dpo,
-                "provenance": _provenance_by_seed(machines),
+                "contrasts": contrasts(picd, dpo, self.rcfg.picd_lrs), "provenance": provenance_by_seed(machines),
                 "design": (f"grid: start {self.rcfg.starts} x eta_struct {self.rcfg.picd_lrs} x schedule "
-                           f"{self.rcfg.schedules}, DPO from {self.rcfg.dpo_bases}; training seeds {seeds} "
-                           "(a backbone per seed); per cell the seeds stored so far")}
+                           f"{self.rcfg.schedules}, DPO from {self.rcfg.dpo_bases}; training seeds {sorted(machines)} "
+                           "(a backbone per seed); per cell the seeds stored so far")}, runs
+
+    def write(self) -> None:
+        """regimes.json and its figure, and the ledger (results/<scale>/): the runs regimes.json summarises, and any
+        committed record made under other settings, kept as it was (not summarised, never dropped silently)."""
+        summary, runs = self.summarise()
+        write_study(self.scale, "regimes", summary, plot_regimes)
+        other = {name: r for name, r in self.committed.items() if name not in runs}
+        write_ledger(self.ledger, {**other, **runs})
+        print(f"wrote {self.ledger} ({len(runs)} runs" + (f"; {len(other)} committed records of other settings kept, "
+                                                          "not summarised)" if other else ")"))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -363,13 +377,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     for axis, kind in (("starts", str), ("picd_lrs", float), ("schedules", str), ("dpo_bases", str)):
         ap.add_argument(f"--{axis.replace('_', '-')}", type=kind, nargs="+", help=f"run only these {axis} of the config's")
     args = ap.parse_args(argv)
-    grid = RegimeGrid(args.scale, args.seeds, {k: getattr(args, k) for k in ("starts", "picd_lrs", "schedules", "dpo_bases")})
+    try:
+        grid = RegimeGrid(args.scale, args.seeds, {k: getattr(args, k) for k in ("starts", "picd_lrs", "schedules", "dpo_bases")})
+    except ValueError as e:  # an unreadable ledger or scale config
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     if not args.summarise_only:
         for s in grid.seeds:  # each seed's tokenizer and initial weights, built here once before the workers read them
             PICDExperiment(args.scale, s)
         run_jobs(grid.jobs(args.parts), args.jobs, desc="regime grid")
-    summary = RegimeGrid(args.scale).summarise()  # every seed stored so far, not only this call's
-    write_study(args.scale, "regimes", summary, plot_regimes)
+    RegimeGrid(args.scale).write()  # every seed stored or committed so far, not only this call's
     return 0
 
 
